@@ -1,0 +1,37 @@
+# The README's commands. Each one sets itself up from nothing.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DATA    ?= ../shared/data
+
+.PHONY: setup demo test lint bench bench-mnist bench-cifar10 clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/hashret demo --out runs/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench-mnist: $(STAMP)
+	$(BIN)/python benchmarks/quality.py --dataset mnist --data-dir $(DATA)/mnist
+
+bench-cifar10: $(STAMP)
+	$(BIN)/python benchmarks/quality.py --dataset cifar10 --data-dir $(DATA)/cifar10-jpeg/cifar10-jpeg.zip
+
+bench: bench-mnist bench-cifar10
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,115 @@
+"""Loading a dataset by name: the one entry point the CLI and the training code use."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from hashret.data.arrays import DatasetSplits
+from hashret.data.cache import CacheDir
+from hashret.data.cifar import CIFAR10_URL, find_batch_dir, read_cifar10
+from hashret.data.digits import read_digits
+from hashret.data.folder import LAYOUT_HELP, ON_BAD_IMAGE, read_image_folder
+from hashret.data.mnist import MNIST_FILES, read_mnist
+
+DATASETS: tuple[str, ...] = ("digits", "mnist", "cifar10", "folder")
+
+_EXPECTED = {
+    "mnist": "a folder with the four MNIST IDX files "
+    + ", ".join(f"{n}[.gz]" for pair in MNIST_FILES.values() for n in pair)
+    + " (from http://yann.lecun.com/exdb/mnist/ or a mirror; hashret.data.download_mnist)",
+    "cifar10": "the cifar-10-batches-py folder of the python version (or its parent; from "
+    f"{CIFAR10_URL}, hashret.data.download_cifar10), or an image folder / .zip with "
+    "train/<class>/ and test/<class>/ such as cifar10-jpeg.zip",
+    "folder": LAYOUT_HELP,
+}
+
+
+def _has_split_folders(path: Path) -> bool:
+    """``path/{train,test}/`` exist, or ``path/<one folder>/{train,test}/`` do."""
+    candidates = [path, *(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))]
+    return any((c / "train").is_dir() and (c / "test").is_dir() for c in candidates)
+
+
+def _load_cifar10(path: Path, **folder_options: object) -> DatasetSplits:
+    if path.is_dir() and find_batch_dir(path) is not None:
+        return read_cifar10(path)
+    if path.is_file() or _has_split_folders(path):
+        splits = read_image_folder(path, **folder_options)  # type: ignore[arg-type]
+        return dataclasses.replace(splits, name="cifar10")
+    zips = sorted(p.name for p in path.glob("*.zip"))
+    hint = f" (it holds {', '.join(zips)}: pass that file's path)" if zips else ""
+    raise FileNotFoundError(
+        f"{path} is not a CIFAR-10 directory{hint}; expected {_EXPECTED['cifar10']}"
+    )
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    cache_dir: CacheDir = None,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    on_bad_image: str = "error",
+    size: int | tuple[int, int] | None = None,
+) -> DatasetSplits:
+    """Load one of :data:`DATASETS` as a train (= retrieval database) / test (= queries) split.
+
+    * ``"digits"``: scikit-learn's 8x8 digits (``data_dir`` is ignored), split by ``seed`` and
+      ``test_fraction``.
+    * ``"mnist"``: the four IDX files in ``data_dir`` (plain or ``.gz``); the official split.
+    * ``"cifar10"``: the python pickles (``cifar-10-batches-py`` or its parent), or an image
+      folder / ``.zip`` with ``train/`` and ``test/`` class folders; the official split.
+    * ``"folder"``: an image folder or ``.zip`` (``ROOT/<class>/<image>``, split by ``seed``
+      and ``test_fraction``, or ``ROOT/{train,test}/<class>/<image>``).
+
+    Args:
+        name: the dataset, one of :data:`DATASETS`.
+        data_dir: where it lives (not needed for ``"digits"``).
+        cache_dir: cache of decoded image folders; None for ``$HASHRET_CACHE`` or
+            ``~/.cache/hashret``, False to decode every time. The other formats are fast to
+            read and never cached.
+        seed: seed of the stratified split (digits, unsplit folders).
+        test_fraction: share of each class in the test set (digits, unsplit folders).
+        on_bad_image: ``"error"`` or ``"skip"`` for unreadable images in a folder.
+        size: resize folder images to ``(h, w)`` (or a square side); folders only.
+
+    Returns:
+        a :class:`DatasetSplits` whose ``name`` is ``name``.
+
+    Raises:
+        ValueError: unknown ``name`` or option value, or unreadable data.
+        FileNotFoundError: ``data_dir`` is missing or lacks the expected files.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
+    if name == "digits":
+        if size is not None:
+            raise ValueError("the digits dataset is 8x8 as shipped: drop the image size option")
+        return read_digits(seed=seed, test_fraction=test_fraction)
+    if data_dir is None:
+        raise FileNotFoundError(
+            f"the {name} dataset needs its location: pass data_dir (CLI: --data-dir) pointing "
+            f"to {_EXPECTED[name]}"
+        )
+    path = Path(data_dir).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{name} data directory {path} does not exist: expected {_EXPECTED[name]}"
+        )
+    folder_options = dict(
+        seed=seed, test_fraction=test_fraction, size=size, on_bad_image=on_bad_image,
+        cache_dir=cache_dir,
+    )
+    if name == "mnist":
+        if size is not None:
+            raise ValueError("MNIST images are 28x28 as shipped: drop the image size option")
+        return read_mnist(path)
+    if name == "cifar10":
+        if size is not None and path.is_dir() and find_batch_dir(path) is not None:
+            raise ValueError("CIFAR-10 pickles are 32x32 as shipped: drop the image size option")
+        return _load_cifar10(path, **folder_options)
+    return read_image_folder(path, **folder_options)  # type: ignore[arg-type]

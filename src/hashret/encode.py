@@ -1,0 +1,58 @@
+"""Encoding: images -> packed binary codes + float features, in one forward pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from hashret.codes import encode as pack_activations
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Encodings of ``n`` images.
+
+    codes: ``uint8[n, ceil(bits/8)]`` packed LSB first (:mod:`hashret.codes`).
+    features: ``float32[n, feature_dim]`` penultimate features (the fine re-rank's space).
+    latent: ``float32[n, bits]`` the relaxed code before thresholding.
+    """
+
+    codes: np.ndarray
+    features: np.ndarray
+    latent: np.ndarray
+
+
+@torch.no_grad()
+def encode_images(model: nn.Module, images: np.ndarray, *, batch_size: int = 500,
+                  tta_flip: bool = False, progress: bool = False, device: str = "cpu") -> Encoded:
+    """Encode ``uint8[n, h, w, c]`` images with a hashing model in eval mode.
+
+    No training augmentation is ever applied. With ``tta_flip`` each image is encoded as
+    the mean of its own and its mirror image's features and latent activations (the same
+    deterministic transform for queries and database).
+    """
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 [n, h, w, c], got {images.dtype} {images.shape}")
+    model.eval()
+    threshold = float(getattr(model, "threshold", 0.5))
+    feats, lats = [], []
+    for i in tqdm(range(0, len(images), batch_size), desc="encode", disable=None if progress else True,
+                  leave=False):
+        x = torch.from_numpy(np.array(images[i:i + batch_size].transpose(0, 3, 1, 2), order="C"))
+        x = x.to(device).float().div_(255).contiguous(memory_format=torch.channels_last)
+        f = model.forward_features(x)
+        z = model.forward_latent(f)
+        if tta_flip:
+            f2 = model.forward_features(x.flip(3))
+            z = (z + model.forward_latent(f2)) / 2
+            f = (f + f2) / 2
+        feats.append(f.float().cpu().numpy())
+        lats.append(z.float().cpu().numpy())
+    bits = model.config.bits
+    latent = np.concatenate(lats) if lats else np.zeros((0, bits), np.float32)
+    features = np.concatenate(feats) if feats else np.zeros((0, model.feature_dim), np.float32)
+    return Encoded(pack_activations(latent, threshold), features, latent)

@@ -1,0 +1,72 @@
+"""Precision-at-k curves as PNG files (matplotlib, headless Agg canvas)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def plot_precision_at_k(
+    curves: Mapping[str, Sequence[float]],
+    path: str | os.PathLike[str],
+    *,
+    title: str,
+    ks: Sequence[int] | None = None,
+) -> Path:
+    """Plot precision against the number of retrieved images and write a PNG atomically.
+
+    Args:
+        curves: ``{label: precisions}``, one line per label; e.g. ``{"48 bits":
+            result["precision@k"]}`` from :func:`hashret.eval.evaluate_codes`.
+        path: output PNG file (parent directories are created).
+        title: figure title.
+        ks: x values (numbers of retrieved images), shared by every curve and as long
+            as each; ``None`` means ``1, 2, ..., len(curve)`` per curve.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: no curves, an empty curve, or ``ks`` of a different length.
+    """
+    # Figure + Agg canvas directly: no pyplot, no global backend switch, thread-safe.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not curves:
+        raise ValueError("curves is empty: pass {label: [P@1, P@2, ...]} with at least one curve")
+    for label, ys in curves.items():
+        if len(ys) == 0:
+            raise ValueError(f"curve {label!r} is empty")
+        if ks is not None and len(ks) != len(ys):
+            raise ValueError(
+                f"curve {label!r} has {len(ys)} points but ks has {len(ks)}: give one k per point"
+            )
+
+    fig = Figure(figsize=(6.0, 4.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, ys in curves.items():
+        xs = list(ks) if ks is not None else list(range(1, len(ys) + 1))
+        ax.plot(xs, [float(y) for y in ys], label=str(label), marker="." if len(ys) <= 20 else None)
+    ax.set_xlabel("number of retrieved images (k)")
+    ax.set_ylabel("precision")
+    ax.set_title(title)
+    ax.set_ylim(0.0, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

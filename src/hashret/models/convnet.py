@@ -1,0 +1,98 @@
+"""A fast CNN that trains well from scratch on small images on a CPU.
+
+The design follows the CIFAR-10 speed-record nets (hlb-CIFAR10, airbench): a 2x2
+"whitening" convolution initialised from the eigenvectors of the training patches,
+then three conv groups (conv3x3 -> maxpool -> BatchNorm -> GELU -> conv3x3 ->
+BatchNorm -> GELU), a global max pool, and the pooled vector as the penultimate
+features (the role fc7 plays in DLBHC's AlexNet). Any input size >= 8 px works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class ConvGroup(nn.Module):
+    """conv3x3 -> maxpool2 -> BN -> GELU -> conv3x3 -> BN -> GELU: ``[n, cin, h, w] -> [n, cout, h/2, w/2]``."""
+
+    def __init__(self, cin: int, cout: int, bn_momentum: float = 0.4) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.pool = nn.MaxPool2d(2, ceil_mode=True)
+        self.norm1 = nn.BatchNorm2d(cout, momentum=bn_momentum)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(cout, momentum=bn_momentum)
+        self.act = nn.GELU()
+        for conv in (self.conv1, self.conv2):  # identity-like start (airbench): a dirac per channel
+            w = conv.weight.data
+            nn.init.dirac_(w[: min(w.shape[0], w.shape[1])])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.norm1(self.pool(self.conv1(x))))
+        return self.act(self.norm2(self.conv2(x)))
+
+
+class ConvNet(nn.Module):
+    """Whitening conv + three :class:`ConvGroup` + global max pool.
+
+    Args:
+        in_channels: 1 (grey) or 3 (RGB); any positive count works.
+        widths: output channels of the three conv groups.
+
+    ``forward(x: float[n, c, h, w]) -> float[n, widths[-1]]``: the penultimate features.
+    """
+
+    def __init__(self, in_channels: int = 3, widths: Sequence[int] = (64, 256, 256)) -> None:
+        super().__init__()
+        whiten_width = 2 * in_channels * 4  # +/- each eigenvector of the 2x2 patches
+        self.whiten = nn.Conv2d(in_channels, whiten_width, 2, padding=0, bias=True)
+        self.act = nn.GELU()
+        chans = [whiten_width, *widths]
+        self.groups = nn.Sequential(*[ConvGroup(a, b) for a, b in zip(chans[:-1], chans[1:])])
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.feature_dim = int(widths[-1])
+
+    @torch.no_grad()
+    def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the whitening conv from training images ``float[n, c, h, w]`` (normalised).
+
+        Its filters become the eigenvectors of the 2x2 patch covariance scaled by
+        ``1/sqrt(eigenvalue + eps)``, and their negatives (airbench's ``init_whiten``).
+        """
+        c = images.shape[1]
+        patches = images.unfold(2, 2, 1).unfold(3, 2, 1)  # [n, c, h-1, w-1, 2, 2]
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * 4).double()
+        patches = patches - patches.mean(0, keepdim=True)
+        cov = patches.T @ patches / len(patches)
+        eigval, eigvec = torch.linalg.eigh(cov)
+        filt = (eigvec.T / torch.sqrt(eigval.clamp_min(0) + eps)[:, None]).reshape(-1, c, 2, 2)
+        self.whiten.weight.copy_(torch.cat([filt, -filt]).float())
+        self.whiten.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.whiten(x))
+        x = self.groups(x)
+        return self.pool(x).flatten(1)  # [n, feature_dim]
+
+
+class LeNet(nn.Module):
+    """The plain two-conv-layer CNN (conv5-pool-conv5-pool-fc500), a reference baseline.
+
+    ``forward(x: float[n, c, h, w]) -> float[n, 500]`` (post-ReLU fc features).
+    """
+
+    def __init__(self, in_channels: int = 1, feature_dim: int = 500) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 20, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(20, 50, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+        )
+        self.fc = nn.Sequential(nn.Linear(50 * 16, feature_dim), nn.ReLU())
+        self.feature_dim = feature_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.body(x))

@@ -1,0 +1,169 @@
+"""Operations on a run directory: encode its collection, evaluate it, search it.
+
+A run directory is what ``hashret train`` writes (``config.json``, ``model.safetensors``);
+these functions add ``encodings/{database,queries}/``, ``report.json`` and
+``precision_at_k.png``. The CLI and the demo are thin layers over them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hashret.data import DatasetSplits, ImageArray, load_dataset, read_image
+from hashret.encode import encode_images
+from hashret.encodings import EncodedSet, load_encoded, save_encoded
+from hashret.eval import evaluate_codes, get_protocol, plot_precision_at_k, write_report
+from hashret.index import FlatIndex
+from hashret.io import read_json
+from hashret.models import ModelConfig
+from hashret.training.checkpoint import MODEL_FILE, file_sha256, load_model
+from hashret.training.config import TrainConfig
+
+#: The DLBHC protocol: the training set is the database, the test set the queries.
+SPLITS = {"database": "train", "queries": "test"}
+REPORT_FILE = "report.json"
+PLOT_FILE = "precision_at_k.png"
+
+
+@dataclass
+class Run:
+    """A trained run: its model (eval mode), configs and directory."""
+
+    run_dir: Path
+    model: Any
+    model_config: ModelConfig
+    train_config: TrainConfig
+    info: dict[str, Any]
+
+    @property
+    def model_sha256(self) -> str:
+        return file_sha256(self.run_dir / MODEL_FILE)
+
+    def encodings_dir(self, name: str) -> Path:
+        return self.run_dir / "encodings" / name
+
+
+def open_run(run_dir: str | Path, device: str = "cpu") -> Run:
+    """Open a run directory written by ``hashret train``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists() or not (run_dir / MODEL_FILE).exists():
+        raise FileNotFoundError(
+            f"{run_dir} is not a trained run (needs config.json and {MODEL_FILE}): "
+            "train one with `hashret train --out RUN_DIR`"
+        )
+    info = read_json(run_dir / "config.json")
+    model, model_cfg = load_model(run_dir / MODEL_FILE, device=device)
+    return Run(run_dir, model, model_cfg, TrainConfig.from_dict(info["train"]), info)
+
+
+def load_run_dataset(run: Run, data_dir: str | None = None,
+                     cache_dir: str | Path | None = None) -> DatasetSplits:
+    """Load the dataset the run was trained on (``data_dir`` overrides where it lives now)."""
+    cfg = run.train_config
+    extra = {"size": cfg.image_size} if cfg.image_size else {}
+    return load_dataset(cfg.dataset, data_dir or cfg.data_dir, cache_dir=cache_dir, seed=cfg.seed,
+                        test_fraction=cfg.test_fraction, on_bad_image=cfg.on_bad_image, **extra)
+
+
+def encode_collection(run: Run, images: ImageArray, *, split: str, source: str,
+                      progress: bool = False, batch_size: int = 500) -> EncodedSet:
+    """Encode an :class:`ImageArray` with the run's model (no training augmentation)."""
+    enc = encode_images(run.model, images.images, batch_size=batch_size,
+                        tta_flip=bool(run.train_config.tta_flip), progress=progress)
+    meta = {
+        "bits": run.model_config.bits, "threshold": float(run.model.threshold),
+        "feature_dim": int(enc.features.shape[1]), "model_sha256": run.model_sha256,
+        "source": source, "split": split, "tta_flip": bool(run.train_config.tta_flip),
+        "classes": list(images.classes),
+    }
+    return EncodedSet(enc.codes, enc.features.astype(np.float32),
+                      images.labels.astype(np.int64), np.asarray(images.ids).astype(str), meta)
+
+
+def encode_run(run: Run, *, data: DatasetSplits | None = None, data_dir: str | None = None,
+               cache_dir: str | Path | None = None, progress: bool = False) -> dict[str, EncodedSet]:
+    """Encode the database (training set) and queries (test set) into ``RUN/encodings``."""
+    if data is None:
+        data = load_run_dataset(run, data_dir, cache_dir)
+    out = {}
+    for name, split in SPLITS.items():
+        images = getattr(data, split)
+        enc = encode_collection(run, images, split=split, source=data.source, progress=progress)
+        save_encoded(run.encodings_dir(name), enc)
+        out[name] = enc
+    return out
+
+
+def load_run_encodings(run: Run) -> dict[str, EncodedSet]:
+    """The run's saved encodings, checked against its current model."""
+    sha = run.model_sha256
+    out = {}
+    for name in SPLITS:
+        enc = load_encoded(run.encodings_dir(name))
+        if enc.meta.get("model_sha256") != sha:
+            raise ValueError(
+                f"{run.encodings_dir(name)} was encoded by another model than "
+                f"{run.run_dir / MODEL_FILE}: re-run `hashret encode {run.run_dir}`"
+            )
+        out[name] = enc
+    return out
+
+
+def evaluate_run(run: Run, *, k: int = 1000, protocol: str | None = None,
+                 encodings: dict[str, EncodedSet] | None = None) -> dict[str, Any]:
+    """Evaluate the run's encodings under its dataset's protocol; writes report + plot.
+
+    Returns the report dict (``protocol``, ``bits``, ``map@k``, ``map``, ``precision@k``,
+    ``precision@radius2``, ``train_seconds``, ...).
+    """
+    enc = encodings or load_run_encodings(run)
+    db, q = enc["database"], enc["queries"]
+    proto = get_protocol(protocol or run.train_config.dataset)
+    if k != proto.k:
+        proto = type(proto)(**{**proto.__dict__, "k": k})
+    results = evaluate_codes(q.codes, q.labels, db.codes, db.labels,
+                             bits=run.model_config.bits, protocol=proto)
+    history = read_json(run.run_dir / "history.json") if (run.run_dir / "history.json").exists() else {}
+    results |= {
+        "method": run.model_config.method, "backbone": run.model_config.backbone,
+        "dataset": run.info.get("dataset", {}), "seed": run.train_config.seed,
+        "epochs": run.train_config.epochs, "best_epoch": history.get("best_epoch"),
+        "train_seconds": history.get("train_seconds"), "tta_flip": run.train_config.tta_flip,
+        "model_sha256": db.meta.get("model_sha256"),
+    }
+    write_report(results, run.run_dir / REPORT_FILE)
+    pk = results["precision@k"]
+    plot_precision_at_k({f"{run.model_config.method} {run.model_config.bits} bits": pk},
+                        run.run_dir / PLOT_FILE,
+                        title=f"precision@k, {proto.name} ({len(q)} queries, {len(db)} database)")
+    return results
+
+
+def search_images(run: Run, images: np.ndarray, *, k: int = 10,
+                  database: EncodedSet | None = None) -> list[list[dict[str, Any]]]:
+    """Hamming top-``k`` over the run's database for ``uint8[q, h, w, c]`` query images.
+
+    Returns per query a list of ``{rank, index, id, label, class, hamming}`` dicts,
+    ties broken by database order.
+    """
+    db = database or load_run_encodings(run)["database"]
+    enc = encode_images(run.model, images, tta_flip=bool(run.train_config.tta_flip))
+    index = FlatIndex(run.model_config.bits)
+    index.add(db.codes)
+    dist, idx = index.search(enc.codes, k)
+    classes = db.meta.get("classes") or list(run.model_config.classes)
+    return [[{"rank": r + 1, "index": int(i), "id": str(db.ids[i]), "label": int(db.labels[i]),
+              "class": classes[int(db.labels[i])], "hamming": int(d)}
+             for r, (i, d) in enumerate(zip(row_i, row_d, strict=True))]
+            for row_i, row_d in zip(idx, dist, strict=True)]
+
+
+def read_query_image(run: Run, path: str | Path) -> np.ndarray:
+    """Decode one image file for ``run``'s model: ``uint8[1, h, w, c]``."""
+    h, w, c = run.info.get("dataset", {}).get("image_shape") or (
+        *run.model_config.input_size, run.model_config.in_channels)
+    return read_image(path, channels=c, size=(h, w))[None]

@@ -1,0 +1,88 @@
+"""TrainConfig: the full training recipe, filled from the CLI and saved with every run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from hashret.codes import check_bits
+
+#: Per-dataset defaults: what trains well on 2 CPU cores (see benchmarks/quality.py).
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"backbone": "convnet-small", "epochs": 30, "batch_size": 128, "lr": 0.2, "pad": 1},
+    "mnist": {"backbone": "convnet-small", "epochs": 8, "batch_size": 256, "lr": 0.2, "pad": 2},
+    "cifar10": {"backbone": "convnet", "epochs": 12, "batch_size": 512, "lr": 0.4, "pad": 2},
+    "folder": {"backbone": "convnet", "epochs": 20, "batch_size": 256, "lr": 0.2, "pad": 2},
+}
+
+
+@dataclass
+class TrainConfig:
+    """How a hashing model is trained. ``None`` fields take :data:`DATASET_DEFAULTS`.
+
+    Attributes:
+        dataset: ``digits``, ``mnist``, ``cifar10`` or ``folder``.
+        data_dir: where the dataset lives (not needed for ``digits``).
+        image_size: resize folder images to this square size when reading (``None``: as stored).
+        input_size: the model's input side in px (``None``: the images' size, at least 16).
+        val_fraction: share of the training set held out for model selection (never the test set).
+        pad, flip: augmentation (random crop with reflect padding; horizontal flip for natural images).
+        tta_flip: encode each image as the mean of it and its mirror image (both database and
+            queries, deterministically); ``None``: on for natural images.
+        label_smoothing: of the softmax loss.
+        threads: torch CPU threads (``None``: torch's default).
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    method: str = "dlbhc"
+    backbone: str | None = None
+    bits: int = 48
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.2
+    val_fraction: float = 0.1
+    seed: int = 0
+    pad: int | None = None
+    flip: bool | None = None
+    tta_flip: bool | None = None
+    image_size: int | None = None
+    input_size: int | None = None
+    channels_last: bool = True
+    threads: int | None = None
+    test_fraction: float = 0.2
+    on_bad_image: str = "error"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_bits(self.bits)
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
+        if self.on_bad_image not in ("error", "skip"):
+            raise ValueError("on_bad_image must be 'error' or 'skip'")
+
+    def resolved(self, natural: bool) -> TrainConfig:
+        """A copy with every ``None`` filled in from the dataset defaults."""
+        d = asdict(self)
+        for k, v in DATASET_DEFAULTS.get(self.dataset, DATASET_DEFAULTS["folder"]).items():
+            if d[k] is None:
+                d[k] = v
+        if d["flip"] is None:
+            d["flip"] = natural
+        if d["tta_flip"] is None:
+            d["tta_flip"] = natural and d["flip"]
+        for k in ("epochs", "batch_size"):
+            if d[k] < 1:
+                raise ValueError(f"{k} must be >= 1, got {d[k]}")
+        return TrainConfig(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})

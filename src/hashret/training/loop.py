@@ -1,0 +1,260 @@
+"""The training loop, shared by every hashing method (the loss comes from the method)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from hashret.data import DatasetSplits, ImageArray, load_dataset
+from hashret.data.splits import stratified_split
+from hashret.io import read_json, write_json
+from hashret.losses import HashLoss, SoftmaxLoss
+from hashret.models import ModelConfig, build_model
+from hashret.training.augment import augment
+from hashret.training.checkpoint import (
+    MODEL_FILE,
+    load_resume_state,
+    load_weights,
+    save_checkpoint,
+    save_resume_state,
+)
+from hashret.training.config import TrainConfig
+from hashret.training.schedule import one_cycle
+
+CONFIG_FILE = "config.json"
+LAST_FILE = "last.safetensors"
+RESUME_FILE = "resume.pt"
+HISTORY_FILE = "history.json"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` leaves behind: ``run_dir`` holds model, config, history."""
+
+    run_dir: Path
+    model: nn.Module
+    model_config: ModelConfig
+    train_config: TrainConfig
+    history: list[dict[str, Any]]
+    train_seconds: float
+    best_epoch: int
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """``uint8[n, h, w, c]`` -> ``uint8[n, c, h, w]`` tensor (pixels stay bytes until batching)."""
+    return torch.from_numpy(np.array(images.transpose(0, 3, 1, 2), order="C"))
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of ``uint8[n, h, w, c]`` pixels scaled to [0, 1]."""
+    x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+    return tuple(x.mean(0).round(6).tolist()), tuple(np.maximum(x.std(0), 1e-3).round(6).tolist())
+
+
+def create_loss(cfg: TrainConfig) -> HashLoss:
+    """The loss of ``cfg.method``."""
+    if cfg.method == "dlbhc":
+        return SoftmaxLoss(cfg.label_smoothing)
+    raise ValueError(f"no loss for method {cfg.method!r}")
+
+
+def make_model_config(cfg: TrainConfig, data: DatasetSplits) -> ModelConfig:
+    """The model a training config implies for a dataset (input size, channels, statistics)."""
+    train = data.train
+    h, w, c = train.images.shape[1:]
+    side = cfg.input_size or max(16, h, w)
+    mean, std = channel_stats(train.images[: 20000])
+    return ModelConfig(
+        method=cfg.method, backbone=cfg.backbone, bits=cfg.bits, num_classes=len(train.classes),
+        in_channels=c, input_size=(side, side), mean=mean, std=std,
+        classes=tuple(train.classes),
+    )
+
+
+def split_validation(train: ImageArray, fraction: float, seed: int) -> tuple[ImageArray, ImageArray]:
+    """Carve a stratified validation set out of the training set (never the test queries)."""
+    if fraction <= 0:
+        return train, train.subset(np.zeros(0, dtype=np.int64))
+    keep, val = stratified_split(train.labels, fraction, seed)
+    return train.subset(keep), train.subset(val)
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, loss_fn: HashLoss, images: torch.Tensor,
+                      labels: torch.Tensor, batch_size: int, channels_last: bool) -> dict[str, float]:
+    """Classification loss and accuracy on ``uint8[n, c, h, w]`` images (no augmentation)."""
+    if len(images) == 0:
+        return {}
+    model.eval()
+    total, correct, n = 0.0, 0, 0
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].float().div_(255)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = labels[i:i + batch_size]
+        out = model(x)
+        total += float(loss_fn(out, y)) * len(y)
+        correct += int((out.logits.argmax(1) == y).sum())
+        n += len(y)
+    return {"val_loss": total / n, "val_acc": correct / n}
+
+
+def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir} is a file: give a directory for the run")
+    used = run_dir.exists() and any(run_dir.iterdir())
+    if used and not (resume or overwrite):
+        raise ValueError(
+            f"run directory {run_dir} is not empty: pass --resume to continue that run, "
+            "--overwrite to train over it, or choose another --out"
+        )
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+          data: DatasetSplits | None = None, cache_dir: str | Path | None = None,
+          progress: bool = True,
+          on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train a hashing model and write the run directory.
+
+    ``run_dir`` receives ``config.json`` (train + model config), ``model.safetensors``
+    (the epoch with the best validation accuracy), ``last.safetensors`` + ``resume.pt``
+    (to continue after an interruption with ``resume=True``) and ``history.json``.
+    Training is reproducible: the same config and seed give the same weights, whether
+    or not the run was interrupted and resumed (it restarts the interrupted epoch).
+    ``on_epoch_end(stats)`` is called after each epoch's checkpoint is written.
+    """
+    run_dir = Path(run_dir)
+    _check_run_dir(run_dir, resume, overwrite)
+    if data is None:
+        data = load_dataset(cfg.dataset, cfg.data_dir, cache_dir=cache_dir, seed=cfg.seed,
+                            test_fraction=cfg.test_fraction, on_bad_image=cfg.on_bad_image,
+                            **({"size": cfg.image_size} if cfg.image_size else {}))
+    cfg = cfg.resolved(data.natural)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+    train_set, val_set = split_validation(data.train, cfg.val_fraction, cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model_cfg = make_model_config(cfg, data)
+    model = build_model(model_cfg).to(cfg.device)
+
+    state: dict[str, Any] | None = None
+    config_path = run_dir / CONFIG_FILE
+    if resume and (run_dir / RESUME_FILE).exists():
+        saved = read_json(config_path)
+        if saved["train"] != cfg.to_dict() | {"epochs": saved["train"]["epochs"]}:
+            raise ValueError(
+                f"--resume: {run_dir} was trained with another configuration; "
+                "resume with the same options (only --epochs may change) or choose another --out"
+            )
+        state = load_resume_state(run_dir / RESUME_FILE)
+        load_weights(model, run_dir / LAST_FILE)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(config_path, {"train": cfg.to_dict(), "model": model_cfg.to_dict(),
+                             "dataset": {"name": data.name, "source": data.source,
+                                         "image_shape": list(data.train.images.shape[1:])}})
+
+    x_train = to_tensor(train_set.images)
+    y_train = torch.from_numpy(train_set.labels.astype(np.int64))
+    x_val = to_tensor(val_set.images)
+    y_val = torch.from_numpy(val_set.labels.astype(np.int64))
+
+    if state is None and hasattr(model.backbone, "init_from_data"):
+        g = torch.Generator().manual_seed(cfg.seed)
+        sample = x_train[torch.randperm(len(x_train), generator=g)[:5000]].float().div_(255)
+        model.backbone.init_from_data(model.preprocess(sample))
+
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = create_loss(cfg)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 or name.startswith("backbone.whiten") else decay).append(p)
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+    )
+    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+
+    history: list[dict[str, Any]] = []
+    start_epoch, train_seconds, best_acc, best_epoch = 0, 0.0, -1.0, -1
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"]) + 1
+        train_seconds = float(state["train_seconds"])
+        best_acc, best_epoch = float(state["best_acc"]), int(state["best_epoch"])
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+        order = torch.randperm(len(x_train), generator=g)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=None if progress else True, leave=False, dynamic_ncols=True)
+        run_loss, run_correct, seen = 0.0, 0, 0
+        for i in bar:
+            step = epoch * steps_per_epoch + i
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * one_cycle(step, total_steps)
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            x = augment(x_train[idx].float().div_(255), pad=cfg.pad, flip=cfg.flip, generator=g)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = y_train[idx]
+            out = model(x)
+            loss = loss_fn(out, y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {float(loss)} at epoch {epoch + 1}, step {i}: lower --lr"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            run_loss += float(loss.detach()) * len(y)
+            run_correct += int((out.logits.argmax(1) == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{run_correct / seen:.3f}")
+        stats = {"epoch": epoch + 1, "train_loss": run_loss / seen, "train_acc": run_correct / seen}
+        stats |= evaluate_accuracy(model, loss_fn, x_val, y_val, 1024, cfg.channels_last)
+        epoch_seconds = time.perf_counter() - t0
+        train_seconds += epoch_seconds
+        stats["seconds"] = round(epoch_seconds, 2)
+        history.append(stats)
+
+        # model selection on the validation split only (the last epoch when there is none)
+        score = stats.get("val_acc", epoch)
+        extra = {"epoch": epoch + 1, "train_seconds": round(train_seconds, 2)}
+        if score >= best_acc:
+            best_acc, best_epoch = score, epoch + 1
+            save_checkpoint(run_dir / MODEL_FILE, model, model_cfg, extra)
+        save_checkpoint(run_dir / LAST_FILE, model, model_cfg, extra)
+        save_resume_state(run_dir / RESUME_FILE, {
+            "optimizer": opt.state_dict(), "epoch": epoch, "history": history,
+            "train_seconds": train_seconds, "best_acc": best_acc, "best_epoch": best_epoch,
+        })
+        write_json(run_dir / HISTORY_FILE, {"epochs": history, "best_epoch": best_epoch,
+                                            "train_seconds": round(train_seconds, 2)})
+        if progress:
+            val = (f"val_loss {stats['val_loss']:.3f} val_acc {stats['val_acc']:.4f}"
+                   if "val_acc" in stats else "no validation split")
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['train_loss']:.3f} "
+                       f"acc {stats['train_acc']:.4f} {val} ({epoch_seconds:.1f}s)")
+        if on_epoch_end is not None:
+            on_epoch_end(stats)
+
+    # the selected epoch's weights are what the run hands on
+    model = build_model(model_cfg)
+    load_weights(model, run_dir / MODEL_FILE)
+    return TrainResult(run_dir, model.eval(), model_cfg, cfg, history, train_seconds, best_epoch)

@@ -1,0 +1,21 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """One short DLBHC training on the bundled digits, shared by the tests that only read it."""
+    from hashret.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "digits16"
+    train(TrainConfig(dataset="digits", bits=16, epochs=4, seed=0), out, progress=False)
+    return out
+
+
+def shared_data_root() -> Path:
+    return Path(os.environ.get("HASHRET_DATA", Path(__file__).resolve().parents[2] / "shared/data"))

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from hashret.models import ModelConfig, create_model, list_backbones
+
+
+def make(backbone="convnet-small", bits=16, channels=3, size=(16, 16), **kw):
+    return create_model("dlbhc", backbone=backbone, bits=bits, num_classes=5,
+                        in_channels=channels, input_size=size, **kw)
+
+
+@pytest.mark.parametrize("backbone", list_backbones())
+@pytest.mark.parametrize("channels", [1, 3])
+def test_contract_shapes_finite_and_gradients(backbone, channels):
+    torch.manual_seed(0)
+    m = make(backbone, bits=12, channels=channels)
+    out = m(torch.rand(4, channels, 16, 16))
+    assert out.features.shape == (4, m.feature_dim)
+    assert out.latent.shape == (4, 12) and out.logits.shape == (4, 5)
+    assert ((out.latent > 0) & (out.latent < 1)).all()  # sigmoid
+    out.logits.sum().backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("size", [(8, 8), (28, 28), (32, 32), (45, 30)])
+def test_any_input_size_is_resized(size):
+    m = make(size=(16, 16)).eval()
+    assert m(torch.rand(2, 3, *size)).latent.shape == (2, 16)
+
+
+def test_wrong_channels_is_a_clear_error():
+    with pytest.raises(ValueError, match="channel"):
+        make(channels=1)(torch.rand(1, 3, 16, 16))
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16, 32, 48, 64, 128, 256])
+def test_code_lengths(bits):
+    assert make(bits=bits).latent.out_features == bits
+
+
+def test_config_validation_and_round_trip():
+    cfg = ModelConfig("dlbhc", "convnet", 48, 10, 3, (32, 32), (0.5,) * 3, (0.2,) * 3,
+                      tuple("abcdefghij"))
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="between 8 and 256"):
+        ModelConfig("dlbhc", "convnet", 300, 10, 3, (32, 32))
+    with pytest.raises(ValueError, match="unknown backbone"):
+        make(backbone="nope")
+    with pytest.raises(ValueError, match="unknown method"):
+        create_model("nope", backbone="convnet", bits=8, num_classes=2, in_channels=1,
+                      input_size=(16, 16))
+
+
+def test_whitening_init_whitens_patches():
+    torch.manual_seed(0)
+    m = make(channels=1)
+    x = torch.randn(64, 1, 16, 16).cumsum(3)  # strongly correlated neighbouring pixels
+    m.backbone.init_from_data(x)
+    y = m.backbone.whiten(x - x.mean())[:, :4]  # the positive half of the filters
+    cov = torch.cov(y.permute(1, 0, 2, 3).reshape(4, -1))
+    assert torch.allclose(cov, torch.eye(4), atol=0.05)
