@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/hashret demo --out runs/demo
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

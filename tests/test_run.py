@@ -9,7 +9,14 @@ from PIL import Image
 from hashret.codes import hamming_distances, unpack
 from hashret.data import load_dataset
 from hashret.eval import get_protocol
-from hashret.run import encode_run, evaluate_run, load_run_encodings, open_run, read_query_image, search_images
+from hashret.run import (
+    encode_run,
+    evaluate_run,
+    load_run_encodings,
+    open_run,
+    read_query_image,
+    search_images,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +35,12 @@ def test_encodings_follow_the_protocol_and_convention(encoded):
     np.testing.assert_array_equal(db.labels, data.train.labels)
     # the code is latent > 0.5, packed LSB first: recompute from the model for a few images
     import torch
+
+    from hashret.device import autocast
+
     x = torch.from_numpy(data.train.images[:5].transpose(0, 3, 1, 2)).float() / 255
-    with torch.no_grad():
-        latent = run.model(x).latent.numpy()
+    with torch.no_grad(), autocast(run.device, run.precision):
+        latent = run.model(x).latent.float().numpy()
     np.testing.assert_array_equal(unpack(db.codes[:5], 16), (latent > 0.5).astype(np.uint8))
 
 
@@ -68,6 +78,7 @@ def test_search_by_image_file_is_exact_hamming_order(encoded, tmp_path):
 
 def test_stale_encodings_are_detected(digits_run, tmp_path):
     import shutil
+
     from hashret.training import TrainConfig, train
 
     copy = tmp_path / "copy"

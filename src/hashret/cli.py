@@ -18,7 +18,8 @@ def _train(a: argparse.Namespace) -> int:
         dataset=a.dataset, data_dir=a.data_dir, bits=a.bits, backbone=a.backbone, epochs=a.epochs,
         batch_size=a.batch_size, lr=a.lr, seed=a.seed, val_fraction=a.val_fraction,
         image_size=a.image_size, input_size=a.input_size, threads=a.threads,
-        on_bad_image=a.on_bad_image, flip=a.flip, tta_flip=a.tta_flip,
+        on_bad_image=a.on_bad_image, flip=a.flip, tta_flip=a.tta_flip, device=a.device,
+        precision=a.precision,
     )
     res = train(cfg, a.out, resume=a.resume, overwrite=a.overwrite, cache_dir=a.cache_dir,
                 progress=not a.quiet)
@@ -106,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, help="resize folder images to this size on reading")
     p.add_argument("--input-size", type=int, help="model input side in px (default: image size)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="training arithmetic: auto = bf16 autocast where the hardware has it")
     p.add_argument("--on-bad-image", choices=["error", "skip"], default="error")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="horizontal-flip augmentation (default: on for natural images)")

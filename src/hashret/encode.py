@@ -10,6 +10,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hashret.codes import encode as pack_activations
+from hashret.device import autocast
 
 
 @dataclass(frozen=True)
@@ -28,28 +29,31 @@ class Encoded:
 
 @torch.no_grad()
 def encode_images(model: nn.Module, images: np.ndarray, *, batch_size: int = 500,
-                  tta_flip: bool = False, progress: bool = False, device: str = "cpu") -> Encoded:
+                  tta_flip: bool = False, progress: bool = False, device: str = "cpu",
+                  precision: str = "fp32") -> Encoded:
     """Encode ``uint8[n, h, w, c]`` images with a hashing model in eval mode.
 
     No training augmentation is ever applied. With ``tta_flip`` each image is encoded as
     the mean of its own and its mirror image's features and latent activations (the same
-    deterministic transform for queries and database).
+    deterministic transform for queries and database). ``precision="bf16"`` runs the
+    forward pass under bf16 autocast (as the model was trained); outputs are float32.
     """
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 [n, h, w, c], got {images.dtype} {images.shape}")
     model.eval()
     threshold = float(getattr(model, "threshold", 0.5))
     feats, lats = [], []
-    for i in tqdm(range(0, len(images), batch_size), desc="encode", disable=None if progress else True,
-                  leave=False):
+    batches = range(0, len(images), batch_size)
+    for i in tqdm(batches, desc="encode", disable=None if progress else True, leave=False):
         x = torch.from_numpy(np.array(images[i:i + batch_size].transpose(0, 3, 1, 2), order="C"))
         x = x.to(device).float().div_(255).contiguous(memory_format=torch.channels_last)
-        f = model.forward_features(x)
-        z = model.forward_latent(f)
-        if tta_flip:
-            f2 = model.forward_features(x.flip(3))
-            z = (z + model.forward_latent(f2)) / 2
-            f = (f + f2) / 2
+        with autocast(device, precision):
+            f = model.forward_features(x).float()
+            z = model.forward_latent(f).float()
+            if tta_flip:
+                f2 = model.forward_features(x.flip(3)).float()
+                z = (z + model.forward_latent(f2).float()) / 2
+                f = (f + f2) / 2
         feats.append(f.float().cpu().numpy())
         lats.append(z.float().cpu().numpy())
     bits = model.config.bits

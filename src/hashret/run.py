@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from hashret.data import DatasetSplits, ImageArray, load_dataset, read_image
+from hashret.device import resolve_device, resolve_precision
 from hashret.encode import encode_images
 from hashret.encodings import EncodedSet, load_encoded, save_encoded
 from hashret.eval import evaluate_codes, get_protocol, plot_precision_at_k, write_report
@@ -38,18 +39,25 @@ class Run:
     model_config: ModelConfig
     train_config: TrainConfig
     info: dict[str, Any]
+    device: str = "cpu"
 
     @property
     def model_sha256(self) -> str:
         return file_sha256(self.run_dir / MODEL_FILE)
 
+    @property
+    def precision(self) -> str:
+        """The arithmetic the model was trained with, used again for encoding."""
+        return resolve_precision(self.train_config.precision or "auto", self.device)
+
     def encodings_dir(self, name: str) -> Path:
         return self.run_dir / "encodings" / name
 
 
-def open_run(run_dir: str | Path, device: str = "cpu") -> Run:
-    """Open a run directory written by ``hashret train``."""
+def open_run(run_dir: str | Path, device: str = "auto") -> Run:
+    """Open a run directory written by ``hashret train`` (model on ``device``, eval mode)."""
     run_dir = Path(run_dir)
+    device = resolve_device(device)
     if not (run_dir / "config.json").exists() or not (run_dir / MODEL_FILE).exists():
         raise FileNotFoundError(
             f"{run_dir} is not a trained run (needs config.json and {MODEL_FILE}): "
@@ -57,7 +65,7 @@ def open_run(run_dir: str | Path, device: str = "cpu") -> Run:
         )
     info = read_json(run_dir / "config.json")
     model, model_cfg = load_model(run_dir / MODEL_FILE, device=device)
-    return Run(run_dir, model, model_cfg, TrainConfig.from_dict(info["train"]), info)
+    return Run(run_dir, model, model_cfg, TrainConfig.from_dict(info["train"]), info, device)
 
 
 def load_run_dataset(run: Run, data_dir: str | None = None,
@@ -73,11 +81,13 @@ def encode_collection(run: Run, images: ImageArray, *, split: str, source: str,
                       progress: bool = False, batch_size: int = 500) -> EncodedSet:
     """Encode an :class:`ImageArray` with the run's model (no training augmentation)."""
     enc = encode_images(run.model, images.images, batch_size=batch_size,
-                        tta_flip=bool(run.train_config.tta_flip), progress=progress)
+                        tta_flip=bool(run.train_config.tta_flip), progress=progress,
+                        device=run.device, precision=run.precision)
     meta = {
         "bits": run.model_config.bits, "threshold": float(run.model.threshold),
         "feature_dim": int(enc.features.shape[1]), "model_sha256": run.model_sha256,
         "source": source, "split": split, "tta_flip": bool(run.train_config.tta_flip),
+        "precision": run.precision,
         "classes": list(images.classes),
     }
     return EncodedSet(enc.codes, enc.features.astype(np.float32),
@@ -151,7 +161,8 @@ def search_images(run: Run, images: np.ndarray, *, k: int = 10,
     ties broken by database order.
     """
     db = database or load_run_encodings(run)["database"]
-    enc = encode_images(run.model, images, tta_flip=bool(run.train_config.tta_flip))
+    enc = encode_images(run.model, images, tta_flip=bool(run.train_config.tta_flip),
+                        device=run.device, precision=run.precision)
     index = FlatIndex(run.model_config.bits)
     index.add(db.codes)
     dist, idx = index.search(enc.codes, k)

@@ -21,7 +21,8 @@ def test_read_pickles_dir_and_parent(tmp_path, make_cifar, build):
         np.testing.assert_array_equal(d.train.images[3:6], written["data_batch_2"])
         np.testing.assert_array_equal(d.test.images, written["test_batch"])
         np.testing.assert_array_equal(d.train.labels[:3], written["data_batch_1_labels"])
-        assert d.train.ids[4] == "cifar10/data_batch_2/1" and d.test.ids[2] == "cifar10/test_batch/2"
+        assert d.train.ids[4] == "cifar10/data_batch_2/1"
+        assert d.test.ids[2] == "cifar10/test_batch/2"
 
 
 def test_channel_major_layout(tmp_path, make_cifar):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from hashret.models import create_model
 from hashret.training.augment import random_crop, random_flip
 from hashret.training.checkpoint import load_model, load_weights, read_checkpoint_config, save_checkpoint
-from hashret.models import create_model
 from hashret.training.schedule import one_cycle
 
 

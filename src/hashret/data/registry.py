@@ -34,6 +34,11 @@ def _has_split_folders(path: Path) -> bool:
 def _load_cifar10(path: Path, **folder_options: object) -> DatasetSplits:
     if path.is_dir() and find_batch_dir(path) is not None:
         return read_cifar10(path)
+    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+        raise ValueError(
+            f"{path} is a compressed archive: extract it (tar xzf {path.name}) or call "
+            "hashret.data.download_cifar10(folder), then pass the cifar-10-batches-py folder"
+        )
     if path.is_file() or _has_split_folders(path):
         splits = read_image_folder(path, **folder_options)  # type: ignore[arg-type]
         return dataclasses.replace(splits, name="cifar10")

@@ -22,4 +22,4 @@ class SoftmaxLoss(HashLoss):
         self.label_smoothing = label_smoothing
 
     def compute(self, out: HashOutput, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(out.logits, labels, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(out.logits.float(), labels, label_smoothing=self.label_smoothing)

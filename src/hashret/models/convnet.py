@@ -16,7 +16,10 @@ from torch import nn
 
 
 class ConvGroup(nn.Module):
-    """conv3x3 -> maxpool2 -> BN -> GELU -> conv3x3 -> BN -> GELU: ``[n, cin, h, w] -> [n, cout, h/2, w/2]``."""
+    """conv3x3 -> maxpool2 -> BN -> GELU -> conv3x3 -> BN -> GELU.
+
+    ``float[n, cin, h, w] -> float[n, cout, ceil(h/2), ceil(w/2)]``.
+    """
 
     def __init__(self, cin: int, cout: int, bn_momentum: float = 0.4) -> None:
         super().__init__()
@@ -51,7 +54,7 @@ class ConvNet(nn.Module):
         self.whiten = nn.Conv2d(in_channels, whiten_width, 2, padding=0, bias=True)
         self.act = nn.GELU()
         chans = [whiten_width, *widths]
-        self.groups = nn.Sequential(*[ConvGroup(a, b) for a, b in zip(chans[:-1], chans[1:])])
+        self.groups = nn.Sequential(*[ConvGroup(a, b) for a, b in zip(chans[:-1], chans[1:], strict=True)])
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.feature_dim = int(widths[-1])
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hashret.codes import check_bits
+from hashret.device import resolve_device, resolve_precision
 
 #: Per-dataset defaults: what trains well on 2 CPU cores (see benchmarks/quality.py).
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -31,6 +32,9 @@ class TrainConfig:
             queries, deterministically); ``None``: on for natural images.
         label_smoothing: of the softmax loss.
         threads: torch CPU threads (``None``: torch's default).
+        device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:1``...
+        precision: ``auto`` (bf16 autocast on CUDA and on CPUs with native bf16, else fp32),
+            ``fp32`` or ``bf16``; the weights and the optimizer stay fp32.
     """
 
     dataset: str = "digits"
@@ -55,12 +59,15 @@ class TrainConfig:
     threads: int | None = None
     test_fraction: float = 0.2
     on_bad_image: str = "error"
-    device: str = "cpu"
+    device: str = "auto"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_bits(self.bits)
         if not 0.0 <= self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.on_bad_image not in ("error", "skip"):
             raise ValueError("on_bad_image must be 'error' or 'skip'")
 
@@ -72,6 +79,8 @@ class TrainConfig:
                 d[k] = v
         if d["flip"] is None:
             d["flip"] = natural
+        d["device"] = resolve_device(d["device"])
+        d["precision"] = resolve_precision(d["precision"], d["device"])
         if d["tta_flip"] is None:
             d["tta_flip"] = natural and d["flip"]
         for k in ("epochs", "batch_size"):

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from hashret.data import DatasetSplits, ImageArray, load_dataset
 from hashret.data.splits import stratified_split
+from hashret.device import autocast
 from hashret.io import read_json, write_json
 from hashret.losses import HashLoss, SoftmaxLoss
 from hashret.models import ModelConfig, build_model
@@ -90,18 +91,19 @@ def split_validation(train: ImageArray, fraction: float, seed: int) -> tuple[Ima
 
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, loss_fn: HashLoss, images: torch.Tensor,
-                      labels: torch.Tensor, batch_size: int, channels_last: bool) -> dict[str, float]:
+                      labels: torch.Tensor, batch_size: int, cfg: TrainConfig) -> dict[str, float]:
     """Classification loss and accuracy on ``uint8[n, c, h, w]`` images (no augmentation)."""
     if len(images) == 0:
         return {}
     model.eval()
     total, correct, n = 0.0, 0, 0
     for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].float().div_(255)
-        if channels_last:
+        x = images[i:i + batch_size].to(cfg.device).float().div_(255)
+        if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = labels[i:i + batch_size]
-        out = model(x)
+        y = labels[i:i + batch_size].to(cfg.device)
+        with autocast(cfg.device, cfg.precision):
+            out = model(x)
         total += float(loss_fn(out, y)) * len(y)
         correct += int((out.logits.argmax(1) == y).sum())
         n += len(y)
@@ -171,6 +173,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     if state is None and hasattr(model.backbone, "init_from_data"):
         g = torch.Generator().manual_seed(cfg.seed)
         sample = x_train[torch.randperm(len(x_train), generator=g)[:5000]].float().div_(255)
+        sample = sample.to(cfg.device)
         model.backbone.init_from_data(model.preprocess(sample))
 
     if cfg.channels_last:
@@ -210,10 +213,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
                 group["lr"] = cfg.lr * one_cycle(step, total_steps)
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = augment(x_train[idx].float().div_(255), pad=cfg.pad, flip=cfg.flip, generator=g)
+            x = x.to(cfg.device)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = y_train[idx]
-            out = model(x)
+            y = y_train[idx].to(cfg.device)
+            with autocast(cfg.device, cfg.precision):
+                out = model(x)
             loss = loss_fn(out, y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -227,7 +232,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
             seen += len(y)
             bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{run_correct / seen:.3f}")
         stats = {"epoch": epoch + 1, "train_loss": run_loss / seen, "train_acc": run_correct / seen}
-        stats |= evaluate_accuracy(model, loss_fn, x_val, y_val, 1024, cfg.channels_last)
+        stats |= evaluate_accuracy(model, loss_fn, x_val, y_val, 1024, cfg)
         epoch_seconds = time.perf_counter() - t0
         train_seconds += epoch_seconds
         stats["seconds"] = round(epoch_seconds, 2)
@@ -257,4 +262,5 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     # the selected epoch's weights are what the run hands on
     model = build_model(model_cfg)
     load_weights(model, run_dir / MODEL_FILE)
+    model.to(cfg.device)
     return TrainResult(run_dir, model.eval(), model_cfg, cfg, history, train_seconds, best_epoch)

@@ -1,0 +1,59 @@
+"""The README's examples run as written (blocks marked ``<!-- readme-test -->``)."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from hashret.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_blocks(marker: str = "<!-- readme-test -->") -> list[tuple[str, str]]:
+    text = README.read_text()
+    return re.findall(re.escape(marker) + r"\n```(\w+)\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_has_tested_examples():
+    langs = [lang for lang, _ in readme_blocks()]
+    assert langs == ["bash"]
+
+
+def test_readme_cli_examples_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (_, block), = readme_blocks()
+    for line in block.strip().splitlines():
+        args = shlex.split(line, comments=True)
+        assert args[0] == "hashret", line
+        assert main(args[1:]) == 0, line
+    out = capsys.readouterr().out
+    assert "map@100" in out and "top 5 for runs/demo/query.png" in out
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    test_readme_cli_examples_run(tmp_path, monkeypatch, capsys)
+    code = re.search(r"```python\n(.*?)```", README.read_text(), flags=re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {})
+    assert "digits/" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--dataset", "mnist", "--data-dir", "nowhere", "--out", "x"], "nowhere"),
+    (["train", "--dataset", "digits", "--bits", "4", "--out", "x"], "between 8 and 256"),
+    (["evaluate", "no-such-run"], "not a trained run"),
+    (["search", "no-such-run", "--image", "x.png"], "not a trained run"),
+])
+def test_cli_errors_are_clear(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_search_rejects_a_non_image(digits_run, tmp_path, capsys):
+    bad = tmp_path / "not-an-image.png"
+    bad.write_bytes(b"hello")
+    assert main(["search", str(digits_run), "--image", str(bad)]) == 2
+    assert "not-an-image.png" in capsys.readouterr().err
