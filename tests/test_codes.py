@@ -59,3 +59,11 @@ def test_errors_name_the_problem():
         pack(np.array([[2, 0]]))
     with pytest.raises(ValueError, match=r"\[n, 2\]"):
         unpack(np.zeros((1, 3), np.uint8), 12)
+
+
+@pytest.mark.parametrize("bits", [8, 12, 48, 64, 72, 128, 256])
+def test_hamming_word_path_matches_reference_for_every_width(bits):
+    rng = np.random.default_rng(bits)
+    q = encode(rng.random((4, bits)))
+    d = encode(rng.random((9, bits)))
+    np.testing.assert_array_equal(hamming_distances(q, d), hamming_distances_reference(q, d))

@@ -102,8 +102,8 @@ def hamming_distances(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
         database: ``uint8[n, nbytes]`` packed codes of the same width.
 
     Returns:
-        ``int32[q, n]`` distances. Memory is ``q * n * nbytes`` bytes for the XOR
-        intermediate: callers chunk the queries for large inputs.
+        ``int32[q, n]`` distances. Memory is ``q * n * 8 * ceil(nbytes / 8)`` bytes for
+        the XOR intermediate: callers chunk the queries for large inputs.
     """
     q = np.asarray(queries, dtype=np.uint8)
     d = np.asarray(database, dtype=np.uint8)
@@ -112,8 +112,28 @@ def hamming_distances(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
             f"query codes {q.shape} and database codes {d.shape} must both be "
             "[n, nbytes] with the same nbytes (same code length)"
         )
-    x = np.bitwise_xor(q[:, None, :], d[None, :, :])  # [q, n, nbytes]
-    return np.bitwise_count(x).sum(axis=2, dtype=np.int32)
+    qw, dw = as_words(q), as_words(d)
+    x = np.bitwise_xor(qw[:, None, :], dw[None, :, :])  # [q, n, words]
+    counts = np.bitwise_count(x)  # uint8 [q, n, words]
+    if counts.shape[2] == 1:
+        return counts[:, :, 0].astype(np.int32)
+    return counts.sum(axis=2, dtype=np.int32)
+
+
+def as_words(codes: np.ndarray) -> np.ndarray:
+    """View packed codes ``uint8[n, nbytes]`` as ``uint64[n, ceil(nbytes/8)]``.
+
+    The codes are zero-padded to a multiple of 8 bytes (zeros add nothing to a Hamming
+    distance), so one popcount covers 64 bits.
+    """
+    c = np.asarray(codes, dtype=np.uint8)
+    n, nb = c.shape
+    words = (nb + 7) // 8
+    if nb != words * 8:
+        padded = np.zeros((n, words * 8), dtype=np.uint8)
+        padded[:, :nb] = c
+        c = padded
+    return np.ascontiguousarray(c).view(np.uint64)
 
 
 def hamming_distances_reference(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
