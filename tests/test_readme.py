@@ -57,3 +57,16 @@ def test_search_rejects_a_non_image(digits_run, tmp_path, capsys):
     bad.write_bytes(b"hello")
     assert main(["search", str(digits_run), "--image", str(bad)]) == 2
     assert "not-an-image.png" in capsys.readouterr().err
+
+
+def test_download_offline_says_what_to_fetch(tmp_path, monkeypatch, capsys):
+    import functools
+
+    import hashret.data
+
+    # no network in tests: a mirror that cannot answer stands for an offline machine
+    offline = functools.partial(hashret.data.download_mnist, mirrors=["file:///nonexistent/"])
+    monkeypatch.setattr(hashret.data, "download_mnist", offline)
+    assert main(["download", "mnist", "--out", str(tmp_path / "mnist")]) == 2
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte.gz" in err and "by hand" in err

@@ -71,6 +71,15 @@ def _search(a: argparse.Namespace) -> int:
     return 0
 
 
+def _download(a: argparse.Namespace) -> int:
+    from hashret.data import download_cifar10, download_mnist
+
+    fetch = {"mnist": download_mnist, "cifar10": download_cifar10}[a.dataset]
+    path = fetch(a.out)
+    print(f"{a.dataset} is in {path}: pass --data-dir {path} to `hashret train`")
+    return 0
+
+
 def _demo(a: argparse.Namespace) -> int:
     from hashret.demo import run_demo
 
@@ -142,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_search)
 
+    p = sub.add_parser("download", help="fetch MNIST or CIFAR-10 (python version) from the web")
+    p.add_argument("dataset", choices=["mnist", "cifar10"])
+    p.add_argument("--out", required=True, help="folder to put the files in")
+    p.set_defaults(func=_download)
+
     p = sub.add_parser("demo", help="train, encode, index, evaluate and search on the bundled "
                                     "8x8 digits (no download)")
     p.add_argument("--out", default="runs/demo")
@@ -154,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "train": _train, "encode": _encode, "evaluate": _evaluate, "search": _search, "demo": _demo,
+    "train": _train, "encode": _encode, "evaluate": _evaluate, "search": _search,
+    "download": _download, "demo": _demo,
 }
 
 
@@ -165,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
         print(f"hashret {args.command}: error: {e}", file=sys.stderr)
         return 2
 
