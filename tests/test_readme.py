@@ -21,20 +21,38 @@ def test_readme_has_tested_examples():
     assert langs == ["bash"]
 
 
-def test_readme_cli_examples_run(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture(scope="module")
+def readme_run(tmp_path_factory):
+    """Run the README's CLI block once, in a fresh folder; return the folder and the output."""
+    import contextlib
+    import io
+    import os
+
+    work = tmp_path_factory.mktemp("readme")
     (_, block), = readme_blocks()
-    for line in block.strip().splitlines():
-        args = shlex.split(line, comments=True)
-        assert args[0] == "hashret", line
-        assert main(args[1:]) == 0, line
-    out = capsys.readouterr().out
+    out = io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        with contextlib.redirect_stdout(out):
+            for line in block.strip().splitlines():
+                args = shlex.split(line, comments=True)
+                assert args[0] == "hashret", line
+                assert main(args[1:]) == 0, line
+    finally:
+        os.chdir(cwd)
+    return work, out.getvalue()
+
+
+def test_readme_cli_examples_run(readme_run):
+    work, out = readme_run
     assert "map@100" in out and "top 5 for runs/demo/query.png" in out
+    assert (work / "runs/digits16/report.json").exists()
+    assert (work / "runs/demo/precision_at_k.png").exists()
 
 
-def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    test_readme_cli_examples_run(tmp_path, monkeypatch, capsys)
+def test_readme_python_example_runs(readme_run, monkeypatch, capsys):
+    monkeypatch.chdir(readme_run[0])
     code = re.search(r"```python\n(.*?)```", README.read_text(), flags=re.S).group(1)
     exec(compile(code, "README.md", "exec"), {})
     assert "digits/" in capsys.readouterr().out

@@ -175,7 +175,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "k", 1) is not None and getattr(args, "k", 1) < 1:
+    if getattr(args, "k", 1) < 1:
         print("hashret: error: --k must be >= 1", file=sys.stderr)
         return 2
     try:

@@ -7,6 +7,7 @@ these functions add ``encodings/{database,queries}/``, ``report.json`` and
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,9 +73,9 @@ def load_run_dataset(run: Run, data_dir: str | None = None,
                      cache_dir: str | Path | None = None) -> DatasetSplits:
     """Load the dataset the run was trained on (``data_dir`` overrides where it lives now)."""
     cfg = run.train_config
-    extra = {"size": cfg.image_size} if cfg.image_size else {}
     return load_dataset(cfg.dataset, data_dir or cfg.data_dir, cache_dir=cache_dir, seed=cfg.seed,
-                        test_fraction=cfg.test_fraction, on_bad_image=cfg.on_bad_image, **extra)
+                        test_fraction=cfg.test_fraction, on_bad_image=cfg.on_bad_image,
+                        size=cfg.image_size)
 
 
 def encode_collection(run: Run, images: ImageArray, *, split: str, source: str,
@@ -134,10 +135,11 @@ def evaluate_run(run: Run, *, k: int = 1000, protocol: str | None = None,
     db, q = enc["database"], enc["queries"]
     proto = get_protocol(protocol or run.train_config.dataset)
     if k != proto.k:
-        proto = type(proto)(**{**proto.__dict__, "k": k})
+        proto = dataclasses.replace(proto, k=k)
     results = evaluate_codes(q.codes, q.labels, db.codes, db.labels,
                              bits=run.model_config.bits, protocol=proto)
-    history = read_json(run.run_dir / "history.json") if (run.run_dir / "history.json").exists() else {}
+    history_file = run.run_dir / "history.json"
+    history = read_json(history_file) if history_file.exists() else {}
     results |= {
         "method": run.model_config.method, "backbone": run.model_config.backbone,
         "dataset": run.info.get("dataset", {}), "seed": run.train_config.seed,

@@ -139,7 +139,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir, cache_dir=cache_dir, seed=cfg.seed,
                             test_fraction=cfg.test_fraction, on_bad_image=cfg.on_bad_image,
-                            **({"size": cfg.image_size} if cfg.image_size else {}))
+                            size=cfg.image_size)
     cfg = cfg.resolved(data.natural)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -1,0 +1,58 @@
+"""Index registry: ``create_index("faiss-flat", bits=64)``, ``list_indexes()``."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from hashret.index.base import HammingIndex
+from hashret.index.faiss_flat import FaissFlatIndex
+from hashret.index.faiss_hash import FaissHashIndex
+from hashret.index.faiss_ivf import FaissIVFIndex
+from hashret.index.faiss_multihash import FaissMultiHashIndex
+from hashret.index.flat import FlatIndex
+
+INDEXES: dict[str, type[HammingIndex]] = {
+    cls.name: cls
+    for cls in (FlatIndex, FaissFlatIndex, FaissHashIndex, FaissMultiHashIndex, FaissIVFIndex)
+}
+
+
+def register_index(cls: type[HammingIndex]) -> type[HammingIndex]:
+    """Register a :class:`HammingIndex` subclass under its ``name`` (usable as a decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, HammingIndex)) or not cls.name:
+        raise ValueError(f"{cls!r} must be a HammingIndex subclass with a non-empty `name`")
+    if cls.name in INDEXES and INDEXES[cls.name] is not cls:
+        raise ValueError(f"an index named {cls.name!r} is already registered ({INDEXES[cls.name].__name__})")
+    INDEXES[cls.name] = cls
+    return cls
+
+
+def list_indexes() -> list[str]:
+    """Names of the registered index backends, sorted."""
+    return sorted(INDEXES)
+
+
+def create_index(name: str, bits: int, **options: Any) -> HammingIndex:
+    """Create an empty index by name.
+
+    ``create_index("numpy", 48)``, ``create_index("faiss-flat", 64)``,
+    ``create_index("faiss-ivf", 64, nlist=256, nprobe=16)``: the options are the keyword
+    arguments of the backend class (see its docstring).
+
+    Raises:
+        ValueError: unknown name, or an option the backend does not take.
+        ImportError: the backend needs faiss and it is not installed.
+    """
+    if name not in INDEXES:
+        raise ValueError(f"unknown index {name!r}: choose one of {', '.join(list_indexes())}")
+    cls = INDEXES[name]
+    params = inspect.signature(cls).parameters
+    unknown = sorted(set(options) - {p for p in params if p != "bits"})
+    if unknown:
+        known = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
+        raise ValueError(
+            f"index {name!r} takes no option {', '.join(unknown)}: its options are "
+            f"{', '.join(known) or 'none'}"
+        )
+    return cls(bits, **options)
