@@ -63,7 +63,7 @@ class FaissHashIndex(HammingIndex):
     def nflip(self, value: int) -> None:
         value = check_int(value, "nflip", minimum=0)
         if value > self.b:
-            raise ValueError(f"nflip={value} exceeds the b={self.b} hash bits: use 0 <= nflip <= {self.b}")
+            raise ValueError(f"nflip={value} exceeds the b={self.b} key bits: use 0 <= nflip <= {self.b}")
         self._nflip = value
 
     def __len__(self) -> int:
@@ -77,8 +77,12 @@ class FaissHashIndex(HammingIndex):
         dist, idx = self._index.search(_faiss.padded(queries), k)
         return _faiss.sort_rows(dist, idx)
 
+    def _range_flips(self, radius: int) -> int:
+        """Key bits to flip so that every code within ``radius`` is found: ``radius`` itself."""
+        return radius
+
     def _range_search(self, queries: np.ndarray, radius: int) -> RangeResult:
-        self._index.nflip = min(max(self.nflip, radius), self.b)
+        self._index.nflip = min(max(self.nflip, self._range_flips(radius)), self.b)
         return _faiss.range_search(self._index, queries, radius, pad=True)
 
     def _reset(self) -> None:

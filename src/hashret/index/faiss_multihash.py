@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from hashret.index import _faiss
-from hashret.index.base import HammingIndex, RangeResult, check_int
-from hashret.index.faiss_hash import MAX_HASH_BITS
+from hashret.index.base import HammingIndex, check_int
+from hashret.index.faiss_hash import MAX_HASH_BITS, FaissHashIndex
 
 
-class FaissMultiHashIndex(HammingIndex):
+class FaissMultiHashIndex(FaissHashIndex):
     """``nhash`` hash tables, table ``h`` keyed by code bits ``[h*b, (h+1)*b)``.
 
     A query probes, in every table, the buckets whose key is within ``nflip`` bits of the
@@ -40,7 +38,7 @@ class FaissMultiHashIndex(HammingIndex):
             b: key bits per table, ``1 <= b <= 56``; default ``min(8 * nbytes // nhash, 16)``.
             nflip: key bits flipped when probing for :meth:`search`, ``0 <= nflip <= b``.
         """
-        super().__init__(bits)
+        HammingIndex.__init__(self, bits)  # FaissHashIndex's constructor builds a one-table index
         faiss = _faiss.import_faiss()
         self.nhash = check_int(nhash, "nhash", minimum=1)
         if self.nhash > self.dim:
@@ -55,32 +53,6 @@ class FaissMultiHashIndex(HammingIndex):
         self.nflip = nflip
         self._index = faiss.IndexBinaryMultiHash(self.dim, self.nhash, self.b)
 
-    @property
-    def nflip(self) -> int:
-        """Key bits flipped when probing for :meth:`search` (``0 <= nflip <= b``)."""
-        return self._nflip
-
-    @nflip.setter
-    def nflip(self, value: int) -> None:
-        value = check_int(value, "nflip", minimum=0)
-        if value > self.b:
-            raise ValueError(f"nflip={value} exceeds the b={self.b} key bits: use 0 <= nflip <= {self.b}")
-        self._nflip = value
-
-    def __len__(self) -> int:
-        return int(self._index.ntotal)
-
-    def _add(self, codes: np.ndarray) -> None:
-        self._index.add(_faiss.padded(codes))
-
-    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        self._index.nflip = self.nflip
-        dist, idx = self._index.search(_faiss.padded(queries), k)
-        return _faiss.sort_rows(dist, idx)
-
-    def _range_search(self, queries: np.ndarray, radius: int) -> RangeResult:
-        self._index.nflip = min(max(self.nflip, radius // self.nhash), self.b)
-        return _faiss.range_search(self._index, queries, radius, pad=True)
-
-    def _reset(self) -> None:
-        self._index.reset()
+    def _range_flips(self, radius: int) -> int:
+        """Flips per table that find every code within ``radius``: ``radius // nhash`` (pigeonhole)."""
+        return radius // self.nhash

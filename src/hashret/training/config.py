@@ -11,7 +11,7 @@ from hashret.device import resolve_device, resolve_precision
 #: Per-dataset defaults: what trains well on 2 CPU cores (see benchmarks/quality.py).
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"backbone": "convnet-small", "epochs": 30, "batch_size": 128, "lr": 0.2, "pad": 1},
-    "mnist": {"backbone": "convnet-small", "epochs": 8, "batch_size": 256, "lr": 0.2, "pad": 2},
+    "mnist": {"backbone": "convnet-small", "epochs": 7, "batch_size": 256, "lr": 0.2, "pad": 2},
     "cifar10": {"backbone": "convnet", "epochs": 12, "batch_size": 512, "lr": 0.4, "pad": 2},
     "folder": {"backbone": "convnet", "epochs": 20, "batch_size": 256, "lr": 0.2, "pad": 2},
 }

@@ -1,0 +1,27 @@
+"""Print the README's results table from the committed quality results (no numbers by hand)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10 (JPEG copy)"}
+
+
+def main() -> int:
+    print("| dataset | bits | mAP@1000 | mAP (full ranking) | P@radius<=2 | epochs | training time |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for ds in ("mnist", "cifar10"):
+        path = RESULTS / f"quality-{ds}-cpu2.json"
+        if not path.exists():
+            continue
+        for r in sorted(json.loads(path.read_text())["rows"], key=lambda r: r["bits"]):
+            print(f"| {NAMES[ds]} | {r['bits']} | {r['map@1000']:.4f} | {r['map']:.4f} "
+                  f"| {r['precision@radius2']:.4f} | {r['epochs']} | {r['train_seconds'] / 60:.1f} min |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
