@@ -61,6 +61,7 @@ def markdown(rows: list[dict], dataset: str, m: dict) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}"
         + (f", GPU {m['gpu']}" if m["gpu"] else ", no GPU")
         + f"; training arithmetic {rows[0]['precision']}, batch {rows[0]['batch_size']}, "
+        "recipes in hashret.training.recipes, "
         f"backbone {rows[0]['backbone']}, test-time flip {rows[0]['tta_flip']}.",
         "",
         f"Protocol: queries = the {rows[0]['n_queries']:,} test images, database = the whole "
@@ -70,12 +71,13 @@ def markdown(rows: list[dict], dataset: str, m: dict) -> str:
         "radius 2 (empty set scores 0); Hamming ties broken by database order. Trained from "
         "scratch; checkpoint = best validation accuracy on 10% of the training set.",
         "",
-        "| bits | mAP@1000 | mAP (full) | P@r<=2 | P@1000 | val acc | epochs | train s | seed |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| bits | recipe | mAP@1000 | mAP (full) | P@r<=2 | P@1000 | val acc | epochs | train s | seed |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['bits']} | {r['map@1000']:.4f} | {r['map']:.4f} | {r['precision@radius2']:.4f} "
+            f"| {r['bits']} | {r.get('recipe', 'sgd')} | {r['map@1000']:.4f} | {r['map']:.4f} "
+            f"| {r['precision@radius2']:.4f} "
             f"| {r['precision@1000']:.4f} | {r['val_acc']:.4f} | {r['epochs']} "
             f"| {r['train_seconds']:.0f} | {r['seed']} |"
         )
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bits", type=int, nargs="+", default=[48, 32, 12])
     ap.add_argument("--epochs", type=int, nargs="+", help="one value, or one per --bits")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--recipe", default="sgd", choices=["sgd", "airbench"])
     ap.add_argument("--runs", default="runs/bench", help="where the run directories go")
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--cache-dir")
@@ -104,11 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     data = load_dataset(a.dataset, a.data_dir, cache_dir=a.cache_dir)
     # rows of earlier invocations (other code lengths) are kept; a re-run of a length replaces it
     old = read_json(stem.with_suffix(".json")) if stem.with_suffix(".json").exists() else {}
-    rows = [r for r in old.get("rows", []) if r["bits"] not in a.bits]
-    curves = {k: v for k, v in old.get("curves", {}).items() if int(k.split()[0]) not in a.bits}
+    mine = {(b, a.recipe) for b in a.bits}
+    rows = [r for r in old.get("rows", []) if (r["bits"], r.get("recipe", "sgd")) not in mine]
+    curves = {k: v for k, v in old.get("curves", {}).items()
+              if (int(k.split()[0]), k.split()[-1] if "," in k else "sgd") not in mine}
     for bits, ep in zip(a.bits, epochs, strict=True):
-        run_dir = Path(a.runs) / f"{a.dataset}-{bits}"
-        cfg = TrainConfig(dataset=a.dataset, data_dir=a.data_dir, bits=bits, epochs=ep, seed=a.seed)
+        run_dir = Path(a.runs) / f"{a.dataset}-{bits}" if a.recipe == "sgd" else \
+            Path(a.runs) / f"{a.dataset}-{bits}-{a.recipe}"
+        cfg = TrainConfig(dataset=a.dataset, data_dir=a.data_dir, bits=bits, epochs=ep, seed=a.seed,
+                          recipe=a.recipe)
         print(f"== {a.dataset} {bits} bits: training", flush=True)
         res = train(cfg, run_dir, overwrite=True, data=data, progress=sys.stderr.isatty())
         run = open_run(run_dir)
@@ -128,10 +135,11 @@ def main(argv: list[str] | None = None) -> int:
             "eval_seconds": round(eval_s, 1), "seed": a.seed, "backbone": res.model_config.backbone,
             "batch_size": res.train_config.batch_size, "lr": res.train_config.lr,
             "precision": res.train_config.precision, "tta_flip": res.train_config.tta_flip,
-            "n_queries": rep["n_queries"], "n_database": rep["n_database"],
+            "n_queries": rep["n_queries"], "n_database": rep["n_database"], "recipe": a.recipe,
+            "momentum": res.train_config.momentum, "weight_decay": res.train_config.weight_decay,
         }
-        rows = sorted([*rows, row], key=lambda r: r["bits"])
-        curves[f"{bits} bits"] = rep["precision@k"]
+        rows = sorted([*rows, row], key=lambda r: (r["bits"], r.get("recipe", "sgd")))
+        curves[f"{bits} bits" + ("" if a.recipe == "sgd" else f", {a.recipe}")] = rep["precision@k"]
         print(f"   mAP@1000 {row['map@1000']:.4f}  mAP {row['map']:.4f}  "
               f"train {row['train_seconds']:.0f}s  (val acc {row['val_acc']:.4f})", flush=True)
         write_json(stem.with_suffix(".json"), {

@@ -19,7 +19,7 @@ def _train(a: argparse.Namespace) -> int:
         batch_size=a.batch_size, lr=a.lr, seed=a.seed, val_fraction=a.val_fraction,
         image_size=a.image_size, input_size=a.input_size, threads=a.threads,
         on_bad_image=a.on_bad_image, flip=a.flip, tta_flip=a.tta_flip, device=a.device,
-        precision=a.precision,
+        precision=a.precision, recipe=a.recipe,
     )
     res = train(cfg, a.out, resume=a.resume, overwrite=a.overwrite, cache_dir=a.cache_dir,
                 progress=not a.quiet)
@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--recipe", default="sgd", choices=["sgd", "airbench"],
+                   help="optimisation recipe (hashret.training.recipes; airbench: the CIFAR-10 "
+                        "speed-record parametrisation)")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training set held out for model selection")
     p.add_argument("--image-size", type=int, help="resize folder images to this size on reading")

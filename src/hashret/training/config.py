@@ -7,6 +7,7 @@ from typing import Any
 
 from hashret.codes import check_bits
 from hashret.device import resolve_device, resolve_precision
+from hashret.training.recipes import RECIPE_DEFAULTS, RECIPES
 
 #: Per-dataset defaults: what trains well on 2 CPU cores (see benchmarks/quality.py).
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -30,6 +31,8 @@ class TrainConfig:
         pad, flip: augmentation (random crop with reflect padding; horizontal flip for natural images).
         tta_flip: encode each image as the mean of it and its mirror image (both database and
             queries, deterministically); ``None``: on for natural images.
+        recipe: ``sgd`` or ``airbench`` (:mod:`hashret.training.recipes`; the latter reads
+            ``lr`` and ``weight_decay`` as decoupled values per 1024 examples).
         label_smoothing: of the softmax loss.
         threads: torch CPU threads (``None``: torch's default).
         device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:1``...
@@ -45,8 +48,9 @@ class TrainConfig:
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    momentum: float | None = None
+    weight_decay: float | None = None
+    recipe: str = "sgd"
     label_smoothing: float = 0.2
     val_fraction: float = 0.1
     seed: int = 0
@@ -68,13 +72,18 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         if self.on_bad_image not in ("error", "skip"):
             raise ValueError("on_bad_image must be 'error' or 'skip'")
 
     def resolved(self, natural: bool) -> TrainConfig:
-        """A copy with every ``None`` filled in from the dataset defaults."""
+        """A copy with every ``None`` filled in from the recipe and dataset defaults."""
         d = asdict(self)
-        for k, v in DATASET_DEFAULTS.get(self.dataset, DATASET_DEFAULTS["folder"]).items():
+        dataset = dict(DATASET_DEFAULTS.get(self.dataset, DATASET_DEFAULTS["folder"]))
+        if self.recipe != "sgd":
+            dataset.pop("lr")  # the datasets' learning rates are in the sgd recipe's units
+        for k, v in {**dataset, **RECIPE_DEFAULTS[self.recipe]}.items():
             if d[k] is None:
                 d[k] = v
         if d["flip"] is None:

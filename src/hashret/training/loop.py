@@ -29,6 +29,8 @@ from hashret.training.checkpoint import (
     save_resume_state,
 )
 from hashret.training.config import TrainConfig
+from hashret.training.recipes import Lookahead, make_optimizer
+from hashret.training.recipes import start_epoch as start_recipe_epoch
 from hashret.training.schedule import one_cycle
 
 CONFIG_FILE = "config.json"
@@ -179,14 +181,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = create_loss(cfg)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 or name.startswith("backbone.whiten") else decay).append(p)
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-    )
+    opt = make_optimizer(model, cfg.recipe, lr=cfg.lr, momentum=cfg.momentum,
+                         weight_decay=cfg.weight_decay, batch_size=cfg.batch_size)
+    lookahead = Lookahead() if cfg.recipe == "airbench" else None
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
 
@@ -198,10 +195,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
         start_epoch = int(state["epoch"]) + 1
         train_seconds = float(state["train_seconds"])
         best_acc, best_epoch = float(state["best_acc"]), int(state["best_epoch"])
+        if lookahead is not None:
+            lookahead.resume(model, start_epoch)
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
+        start_recipe_epoch(model, cfg.recipe, epoch)
         g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
         order = torch.randperm(len(x_train), generator=g)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
@@ -210,7 +210,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
         for i in bar:
             step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * one_cycle(step, total_steps)
+                group["lr"] = group["base_lr"] * one_cycle(step, total_steps)
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = augment(x_train[idx].float().div_(255), pad=cfg.pad, flip=cfg.flip, generator=g)
             x = x.to(cfg.device)
@@ -227,10 +227,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if lookahead is not None:
+                lookahead.step(model, epoch, step + 1, total_steps)
             run_loss += float(loss.detach()) * len(y)
             run_correct += int((out.logits.argmax(1) == y).sum())
             seen += len(y)
             bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{run_correct / seen:.3f}")
+        if lookahead is not None:
+            lookahead.end_epoch(model)
         stats = {"epoch": epoch + 1, "train_loss": run_loss / seen, "train_acc": run_correct / seen}
         stats |= evaluate_accuracy(model, loss_fn, x_val, y_val, 1024, cfg)
         epoch_seconds = time.perf_counter() - t0
