@@ -54,7 +54,9 @@ def plot_precision_at_k(
     ax.set_xlabel("number of retrieved images (k)")
     ax.set_ylabel("precision")
     ax.set_title(title)
-    ax.set_ylim(0.0, 1.02)
+    # zoom to the data (curves near 1 would otherwise be one line), but never past [0, 1]
+    low = min(min(float(y) for y in ys) for ys in curves.values())
+    ax.set_ylim(max(0.0, low - max(0.02, (1.0 - low) * 0.25)), 1.0 + 0.005)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best")
     fig.tight_layout()
