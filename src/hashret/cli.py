@@ -57,6 +57,11 @@ def _evaluate(a: argparse.Namespace) -> int:
 
 
 def _search(a: argparse.Namespace) -> int:
+    if (Path(a.run_dir) / "manifest.json").exists():
+        return _search_index(a)
+    if a.rerank or a.candidates is not None or a.radius is not None:
+        raise ValueError("--rerank, --candidates and --radius need an index directory "
+                         "(`hashret index build RUN_DIR --out INDEX_DIR`), not a run directory")
     from hashret.run import open_run, read_query_image, search_images
 
     run = open_run(a.run_dir)
@@ -68,6 +73,128 @@ def _search(a: argparse.Namespace) -> int:
     print(f"{'rank':>4}  {'hamming':>7}  {'class':<12} id")
     for h in hits:
         print(f"{h['rank']:>4}  {h['hamming']:>7}  {h['class']:<12} {h['id']}")
+    return 0
+
+
+def _search_index(a: argparse.Namespace) -> int:
+    from hashret.index.store import IndexStore
+    from hashret.indexing import describe_results, load_index_model, search_by_images
+
+    with IndexStore.open(a.run_dir) as store:
+        model = load_index_model(store)
+        result = search_by_images(store, model, model.read(a.image)[None], k=a.k, rerank=a.rerank,
+                                  candidates=a.candidates, radius=a.radius)[0]
+        hits = describe_results(store, result)
+    if a.json:
+        print(json.dumps(hits, indent=2))
+        return 0
+    how = "Hamming, then Euclidean re-rank" if a.rerank else "Hamming"
+    print(f"top {len(hits)} for {a.image} in {a.run_dir} ({store.bits}-bit codes, {how}):")
+    print(f"{'rank':>4}  {'id':>8}  {'hamming':>7}  {'euclid':>8}  {'class':<12} source")
+    for h in hits:
+        e = "" if h["euclidean"] is None else f"{h['euclidean']:.3f}"
+        print(f"{h['rank']:>4}  {h['id']:>8}  {h['hamming']:>7}  {e:>8}  {str(h['class']):<12} {h['source']}")
+    return 0
+
+
+def _index_build(a: argparse.Namespace) -> int:
+    from hashret.indexing import DEFAULT_BACKEND, build_index, run_image_shape
+    from hashret.run import load_run_dataset, open_run
+
+    run = open_run(a.run_dir)
+    data = load_run_dataset(run, a.data_dir, a.cache_dir)
+    splits = {"train": [data.train], "test": [data.test], "all": [data.train, data.test]}[a.split]
+    images = splits[0] if len(splits) == 1 else _concat(splits)
+    if images.images.shape[1:] != run_image_shape(run):
+        raise ValueError(f"the dataset's images are {images.images.shape[1:]}, the model was trained on "
+                         f"{run_image_shape(run)}: pass the training --data-dir")
+    encodings = _reusable_encodings(run, a.split, data.source, len(images))
+    store = build_index(run, a.out, images, collection=data.source, split=a.split,
+                        batch_size=a.batch_size, feature_storage=a.features, pca_dim=a.pca_dim,
+                        backend=a.backend or DEFAULT_BACKEND, thumbnails=a.thumbnails, encodings=encodings,
+                        overwrite=a.overwrite, progress=not a.quiet)
+    with store:
+        info = store.info()
+    print(f"indexed {info['items']} items ({info['bits']} bits, features {info['feature_storage']}, "
+          f"backend {info['backend']}) -> {a.out}")
+    return 0
+
+
+def _concat(parts):  # noqa: ANN001, ANN202 - ImageArray list -> ImageArray
+    import numpy as np
+
+    from hashret.data import ImageArray
+
+    return ImageArray(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+                      np.concatenate([p.ids for p in parts]), parts[0].classes)
+
+
+def _reusable_encodings(run, split: str, source: str, n: int):  # noqa: ANN001, ANN202
+    """The run's saved database encodings when they are exactly this collection's."""
+    from hashret.encodings import load_encoded
+
+    folder = run.encodings_dir("database")
+    if split != "train" or not (folder / "meta.json").exists():
+        return None
+    enc = load_encoded(folder, mmap=True)
+    meta = enc.meta
+    if meta.get("model_sha256") == run.model_sha256 and meta.get("source") == source and len(enc) == n:
+        print(f"reusing the run's database encodings ({folder})", file=sys.stderr)
+        return enc
+    return None
+
+
+def _index_add(a: argparse.Namespace) -> int:
+    from hashret.index.store import IndexStore
+    from hashret.indexing import add_image_files
+
+    with IndexStore.open(a.index_dir, writable=True) as store:
+        ids = add_image_files(store, a.paths, label=a.label, on_bad_image=a.on_bad_image,
+                              progress=not a.quiet)
+        print(f"added {len(ids)} images (ids {ids[0] if len(ids) else '-'}..{ids[-1] if len(ids) else '-'}); "
+              f"the index holds {len(store)} items")
+    return 0
+
+
+def _index_remove(a: argparse.Namespace) -> int:
+    from hashret.index.store import IndexStore
+
+    with IndexStore.open(a.index_dir, writable=True) as store:
+        n = store.remove(a.ids)
+        print(f"removed {n} items; the index holds {len(store)} items")
+    return 0
+
+
+def _index_compact(a: argparse.Namespace) -> int:
+    from hashret.index.store import IndexStore
+
+    with IndexStore.open(a.index_dir, writable=True) as store:
+        store.compact()
+        print(f"compacted: {len(store.manifest.segments)} segment(s), {len(store)} items")
+    return 0
+
+
+def _index_info(a: argparse.Namespace) -> int:
+    from hashret.index.store import IndexStore
+
+    with IndexStore.open(a.index_dir, verify=a.verify or None) as store:
+        info = store.info()
+    if a.verify:
+        info["verified"] = "every file matches its SHA-256"
+    if a.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key in ("path", "items", "removed", "bits", "backend", "feature_dim", "feature_storage",
+                "stored_dim", "segments", "generation", "model_sha256", "created", "updated", "verified"):
+        if key in info:
+            print(f"{key:>16}: {info[key]}")
+    b = info["bytes"]
+    print(f"{'bytes':>16}: " + ", ".join(f"{k} {v:,}" for k, v in b.items()))
+    if info["items"]:
+        print(f"{'bytes/item':>16}: {b['all_files'] / info['items']:.1f} (codes "
+              f"{b['codes'] / info['rows']:.1f}, features {b['features'] / info['rows']:.1f})")
+    if info.get("build"):
+        print(f"{'build':>16}: {info['build']}")
     return 0
 
 
@@ -148,11 +275,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("search", help="the database images nearest to an image file")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", metavar="RUN_OR_INDEX_DIR",
+                   help="a run directory (its encoded database) or an index directory")
     p.add_argument("--image", required=True, help="query image file")
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--rerank", action="store_true",
+                   help="hierarchical search: re-rank Hamming candidates by Euclidean feature distance")
+    p.add_argument("--candidates", type=int, help="coarse stage: top-N by Hamming distance "
+                                                  "(default k, or max(k, 1000) with --rerank)")
+    p.add_argument("--radius", type=int, help="coarse stage: every item within this Hamming distance")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_search)
+
+    _add_index_parser(sub)
 
     p = sub.add_parser("download", help="fetch MNIST or CIFAR-10 (python version) from the web")
     p.add_argument("dataset", choices=["mnist", "cifar10"])
@@ -170,9 +305,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
+    idx = sub.add_parser("index", help="persistent index: build, add, remove, compact, info")
+    isub = idx.add_subparsers(dest="index_command", required=True)
+    p = isub.add_parser("build", help="encode a run's dataset into an index directory (resumable)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="index directory to write")
+    p.add_argument("--split", default="train", choices=["train", "test", "all"],
+                   help="which part of the run's dataset to index (default train: the database)")
+    p.add_argument("--backend", default=None, help="Hamming search backend (hashret.index.list_indexes())")
+    p.add_argument("--features", default="float16", choices=["float16", "float32", "pca"],
+                   help="how the re-rank features are stored (default float16)")
+    p.add_argument("--pca-dim", type=int, help="stored dimension with --features pca")
+    p.add_argument("--batch-size", type=int, default=2048, help="images per commit")
+    p.add_argument("--thumbnails", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep a PNG copy of each image (default: for images up to 64 px)")
+    p.add_argument("--overwrite", action="store_true", help="rebuild over an existing index")
+    _add_data_args(p)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_index_build)
+
+    p = isub.add_parser("add", help="encode image files with the index's model and add them")
+    p.add_argument("index_dir")
+    p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    p.add_argument("--label", help="class name of the added images")
+    p.add_argument("--on-bad-image", choices=["error", "skip"], default="error")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_index_add)
+
+    p = isub.add_parser("remove", help="remove items by id")
+    p.add_argument("index_dir")
+    p.add_argument("ids", nargs="+", type=int)
+    p.set_defaults(func=_index_remove)
+
+    p = isub.add_parser("compact", help="merge segments and drop removed items")
+    p.add_argument("index_dir")
+    p.set_defaults(func=_index_compact)
+
+    p = isub.add_parser("info", help="what an index holds (items, bits, model, files, bytes)")
+    p.add_argument("index_dir")
+    p.add_argument("--verify", action="store_true", help="check every file against its SHA-256")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_index_info)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _train, "encode": _encode, "evaluate": _evaluate, "search": _search,
-    "download": _download, "demo": _demo,
+    "download": _download, "demo": _demo, "index": lambda a: a.func(a),
 }
 
 
@@ -183,7 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
+    except KeyError as e:
+        print(f"hashret {args.command}: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, RuntimeError,
+            PermissionError) as e:
         print(f"hashret {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -48,7 +48,9 @@ class HierarchicalSearcher:
     Args:
         index: the database codes, e.g. ``create_index("faiss-flat", bits)`` after ``add``.
         features: ``float32`` or ``float16 [n, d]`` database features, row ``i`` for index id
-            ``i`` (``n == len(index)``). A ``np.memmap`` works: only candidate rows are read.
+            ``i`` (``n == len(index)``). A ``np.memmap`` works: only candidate rows are read;
+            so does any array-like with ``shape``, ``ndim``, ``dtype`` and row indexing by an
+            ``int64`` array (:class:`hashret.index.features.SegmentedRows`).
 
     Raises:
         ValueError: features that are not a 2-D float array, or a row count that differs
@@ -61,8 +63,9 @@ class HierarchicalSearcher:
                 f"index must be a hashret HammingIndex, got {type(index).__name__}: "
                 "build one with hashret.index.create_index(name, bits) and add the codes"
             )
-        f = features if isinstance(features, np.ndarray) else np.asarray(features)
-        if f.ndim != 2 or f.dtype.kind != "f":
+        array_like = all(hasattr(features, a) for a in ("shape", "ndim", "dtype", "__getitem__"))
+        f = features if array_like else np.asarray(features)
+        if f.ndim != 2 or np.dtype(f.dtype).kind != "f":
             raise ValueError(
                 f"features must be a float array [n, d] (float32 or float16), got {f.dtype} {f.shape}"
             )

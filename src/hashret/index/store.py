@@ -1,0 +1,547 @@
+"""A persistent index directory: codes, features, ids, metadata; atomic commits; search.
+
+Layout of ``INDEX_DIR``::
+
+    manifest.json            the commit point (hashret.index.manifest): files, checksums, model
+    segments/<name>.codes.npy      uint8[m, nbytes]   packed codes of one batch of rows
+    segments/<name>.features.npy   float16/32[m, d']  stored features (hashret.index.features)
+    segments/<name>.ids.npy        int64[m]           item ids of those rows (increasing)
+    removed-<generation>.npy int64[r], sorted ids removed since the last compaction
+    pca-<generation>.npy     float32[p + 1, d] PCA mean + components (feature_storage="pca")
+    model.safetensors        a copy of the checkpoint that made the codes (self-contained)
+    metadata.sqlite          per-item source / label / class / thumbnail (WAL mode)
+    write.lock               held (flock) by the one writer
+
+Every data file is written under a temporary name, fsynced, renamed, and never changed
+again; then the manifest that names it replaces the old one (fsync, rename, fsync of the
+directory). So a crash (``kill -9``, power cut) at any point leaves the previous commit
+readable, and readers that opened an older manifest keep reading its files. One writer at
+a time (``write.lock``); any number of readers, which see a new commit after ``refresh()``.
+
+Ids are assigned in order (``0, 1, ...``), never reused, and survive compaction. Search
+results carry ids; ties in Hamming distance go to the smaller id (database order), as in
+:mod:`hashret.eval.ranking`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hashret.index.base import MISSING_INDEX, HammingIndex, check_int
+from hashret.index.features import FeatureCodec, SegmentedRows
+from hashret.index.filtered import FilteredIndex
+from hashret.index.manifest import (
+    MANIFEST_FILE,
+    FileEntry,
+    IndexCorruptError,
+    Manifest,
+    fsync_dir,
+    read_manifest,
+    write_manifest,
+)
+from hashret.index.metadata import METADATA_FILE, ItemMeta, MetadataDB
+from hashret.index.registry import create_index
+from hashret.index.segments import SEGMENT_DIR, read_array, write_array, write_segment
+from hashret.search import HierarchicalSearcher, SearchResult
+
+MODEL_FILE = "model.safetensors"
+LOCK_FILE = "write.lock"
+#: Verify every checksum at open when the index files total at most this many bytes.
+VERIFY_AUTO_BYTES = 64 << 20
+#: Merge the segments after the first one when there are more than this many.
+MAX_SEGMENTS = 16
+
+
+class IndexLockedError(RuntimeError):
+    """Another process is writing this index."""
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class IndexStore:
+    """An index directory opened for reading (``IndexStore.open``) or writing (``create``,
+    ``open(writable=True)``). Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, root: Path, manifest: Manifest, *, writable: bool, lock_fd: int | None) -> None:
+        self.root = root
+        self.writable = writable
+        self._lock_fd = lock_fd
+        self.manifest = manifest
+        self.meta = MetadataDB(root, readonly=not writable)
+        self._load(manifest)
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, root: str | Path, *, bits: int, feature_dim: int, feature_storage: str = "float16",
+               pca_dim: int | None = None, backend: str = "faiss-flat", model: dict[str, Any] | None = None,
+               model_file: str | Path | None = None, overwrite: bool = False) -> IndexStore:
+        """Create an empty index directory and open it for writing.
+
+        Args:
+            root: the directory (created; must not hold an index unless ``overwrite``).
+            bits: code length (8..256).
+            feature_dim: dimension ``d`` of the float features that ``add`` receives.
+            feature_storage: ``"float16"`` (default), ``"float32"`` or ``"pca"``.
+            pca_dim: stored dimension for ``"pca"`` (fitted on the first batch added).
+            backend: Hamming search backend used at open (``hashret.index.list_indexes()``).
+            model: identity of the model that makes the codes (``sha256``, ``config``, how to
+                encode queries); recorded in the manifest.
+            model_file: the checkpoint; copied into the index so it is self-contained.
+            overwrite: replace an existing index at ``root``.
+
+        Raises:
+            FileExistsError: ``root`` already holds an index and ``overwrite`` is False.
+            ValueError: bad bits / storage / backend / pca_dim.
+        """
+        root = Path(root)
+        if (root / MANIFEST_FILE).exists() and not overwrite:
+            raise FileExistsError(
+                f"{root} already holds an index: add to it with `hashret index add`, or pass "
+                "--overwrite to replace it"
+            )
+        create_index(backend, bits)  # validates bits and backend before anything is written
+        if feature_storage == "pca":
+            if pca_dim is None:
+                raise ValueError("feature_storage='pca' needs pca_dim (e.g. 64)")
+            check_int(pca_dim, "pca_dim", minimum=1)
+            if pca_dim > feature_dim:
+                raise ValueError(f"pca_dim={pca_dim} exceeds the feature dimension {feature_dim}")
+        elif pca_dim is not None:
+            raise ValueError("pca_dim is only used with feature_storage='pca'")
+        check_int(feature_dim, "feature_dim", minimum=1)
+        root.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock(root)
+        try:
+            if overwrite:  # the manifest goes first: a crash from here on leaves no index
+                (root / MANIFEST_FILE).unlink(missing_ok=True)
+                for path in [*root.glob(f"{METADATA_FILE}*"), *root.glob("removed-*.npy"),
+                             *root.glob("pca-*.npy"), root / MODEL_FILE]:
+                    path.unlink(missing_ok=True)
+                shutil.rmtree(root / SEGMENT_DIR, ignore_errors=True)
+            model = dict(model or {})
+            if model_file is not None:
+                model["file"] = _copy_file(Path(model_file), root, MODEL_FILE).__dict__
+                model.setdefault("sha256", model["file"]["sha256"])
+            manifest = Manifest(
+                bits=bits, feature_dim=int(feature_dim), feature_storage=feature_storage,
+                stored_dim=int(pca_dim or feature_dim), backend=backend, model=model,
+                created=_now(), updated=_now(),
+            )
+            MetadataDB(root, readonly=False).close()
+            write_manifest(root, manifest)
+            return cls(root, manifest, writable=True, lock_fd=lock_fd)
+        except BaseException:
+            _unlock(lock_fd)
+            raise
+
+    @classmethod
+    def open(cls, root: str | Path, *, writable: bool = False, verify: bool | None = None,
+             backend: str | None = None) -> IndexStore:
+        """Open an index directory.
+
+        Args:
+            root: the directory ``create`` / ``hashret index build`` wrote.
+            writable: take the writer lock (one writer at a time) for ``add`` / ``remove``.
+            verify: check every file's SHA-256 (reads everything); ``None`` does it when the
+                files total at most 64 MiB. Sizes are always checked, so a truncated file is
+                always detected.
+            backend: search with another registered backend than the manifest's.
+
+        Raises:
+            FileNotFoundError: no index at ``root``.
+            IndexCorruptError: a missing, truncated or (with checksums) corrupted file.
+            IndexLockedError: ``writable`` while another process writes.
+        """
+        root = Path(root)
+        lock_fd = _lock(root) if writable else None
+        try:
+            for attempt in range(3):  # a concurrent compaction may delete files between reads
+                manifest = read_manifest(root)
+                if backend is not None:
+                    create_index(backend, manifest.bits)
+                    manifest = manifest.evolve(backend=backend)
+                try:
+                    _check_files(root, manifest, verify)
+                    store = cls(root, manifest, writable=writable, lock_fd=lock_fd)
+                    break
+                except IndexCorruptError:
+                    if attempt == 2 or read_manifest(root).generation == manifest.generation:
+                        raise
+            if writable:
+                store._recover()
+            return store
+        except BaseException:
+            _unlock(lock_fd)
+            raise
+
+    def close(self) -> None:
+        self.meta.close()
+        _unlock(self._lock_fd)
+        self._lock_fd = None
+        self.writable = False
+
+    def __enter__(self) -> IndexStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def bits(self) -> int:
+        return self.manifest.bits
+
+    @property
+    def nbytes(self) -> int:
+        return self.manifest.nbytes
+
+    def __len__(self) -> int:
+        """Live items (removed ones excluded)."""
+        return self.manifest.count
+
+    def __repr__(self) -> str:
+        return (f"IndexStore({str(self.root)!r}, items={len(self)}, bits={self.bits}, "
+                f"backend={self.manifest.backend!r}, generation={self.manifest.generation})")
+
+    @property
+    def ids(self) -> np.ndarray:
+        """``int64[rows]`` the item id of every stored row (removed rows included)."""
+        return self._ids
+
+    def live_ids(self) -> np.ndarray:
+        """``int64[count]`` the ids of the live items, increasing."""
+        return self._ids[~self._removed]
+
+    # ------------------------------------------------------------------ writing
+    def add(self, codes: np.ndarray, features: np.ndarray, items: Sequence[ItemMeta] | None = None,
+            *, build: dict[str, Any] | None = None) -> np.ndarray:
+        """Add one batch of items in one commit; returns their new ids ``int64[m]``.
+
+        Args:
+            codes: ``uint8[m, nbytes]`` packed codes (hashret.codes).
+            features: ``float[m, feature_dim]`` features of the same items.
+            items: per-item metadata (default: source ``""``, label ``-1``).
+            build: replaces the manifest's ``build`` progress record in the same commit
+                (used by ``hashret index build`` to resume exactly where it stopped).
+
+        Raises:
+            ValueError: codes of another length, features of another dimension, NaN
+                features, or a count mismatch. Nothing is written then.
+        """
+        self._check_writable()
+        index = create_index("numpy", self.bits)
+        c = index.check_codes(codes, "codes")
+        if items is not None and len(items) != len(c):
+            raise ValueError(f"{len(items)} metadata items for {len(c)} codes: give one per code")
+        if len(features) != len(c):
+            raise ValueError(f"{len(features)} feature rows for {len(c)} codes: give one per code")
+        if not self._codec.fitted:
+            self._codec.fit(features, self.manifest.stored_dim)  # the first batch fits the PCA
+        f = self._codec.encode(features)  # validates dim / NaN before anything is written
+        if len(c) == 0:
+            return np.zeros(0, np.int64)
+        m = self.manifest
+        gen = m.generation + 1
+        ids = np.arange(m.next_id, m.next_id + len(c), dtype=np.int64)
+        changes: dict[str, Any] = {}
+        if m.pca is None and self._codec.pca is not None:
+            changes["pca"] = write_array(self.root, f"pca-{gen:06d}.npy", self._codec.pca)
+        seg = write_segment(self.root, f"seg-{gen:06d}", c, f, ids)
+        self.meta.insert(ids, list(items) if items is not None else [ItemMeta("")] * len(c))
+        new = m.evolve(generation=gen, next_id=int(ids[-1]) + 1, count=m.count + len(c),
+                       segments=(*m.segments, seg), updated=_now(), **changes)
+        if build is not None:
+            new = new.evolve(build=build)
+        self._commit(new)
+        if len(new.segments) > MAX_SEGMENTS:
+            self.compact(full=False)
+        return ids
+
+    def remove(self, ids: Sequence[int] | np.ndarray) -> int:
+        """Remove items by id in one commit; returns how many were removed.
+
+        Raises:
+            KeyError: an id that is not in the index (nothing is removed then).
+        """
+        self._check_writable()
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        rows = self._rows_of(ids)  # raises KeyError for unknown / removed ids
+        if len(rows) == 0:
+            return 0
+        m = self.manifest
+        gen = m.generation + 1
+        removed = np.union1d(self._ids[self._removed], ids)
+        entry = write_array(self.root, f"removed-{gen:06d}.npy", removed)
+        self._commit(m.evolve(generation=gen, count=m.count - len(ids), removed=entry,
+                              removed_count=len(removed), updated=_now()))
+        self.meta.delete(ids)
+        return len(ids)
+
+    def compact(self, *, full: bool = True) -> None:
+        """Rewrite segments: ``full`` merges all of them into one without the removed rows;
+        otherwise only the segments after the first are merged (keeps tombstones)."""
+        self._check_writable()
+        m = self.manifest
+        first = 0 if full else 1
+        if (full and not m.removed_count and len(m.segments) <= 1) or len(m.segments) - first < 1 or (
+                not full and len(m.segments) - first < 2):
+            return
+        gen = m.generation + 1
+        segs = m.segments[first:]
+        start = sum(s.rows for s in m.segments[:first])
+        stop = start + sum(s.rows for s in segs)
+        keep = ~self._removed[start:stop] if full else np.ones(stop - start, bool)
+        codes = self.codes[start:stop][keep]
+        ids = self._ids[start:stop][keep]
+        feats = np.asarray(self._features[np.arange(start, stop)[keep]])
+        new_segs = m.segments[:first]
+        if len(ids):
+            new_segs = (*new_segs, write_segment(self.root, f"seg-{gen:06d}", codes, feats, ids))
+        new = m.evolve(generation=gen, segments=new_segs, updated=_now())
+        if full:
+            new = new.evolve(removed=None, removed_count=0)
+        self._commit(new)
+
+    def _commit(self, new: Manifest) -> None:
+        """Make ``new`` the committed state, reload, and delete files no longer named."""
+        old_files = {f.name for f in self.manifest.files()}
+        write_manifest(self.root, new)
+        self.manifest = new
+        self._load(new)
+        for name in old_files - {f.name for f in new.files()}:
+            (self.root / name).unlink(missing_ok=True)
+
+    def _recover(self) -> None:
+        """Writer open: drop what a crashed writer left behind (never committed data)."""
+        names = {f.name for f in self.manifest.files()}
+        for path in [*self.root.glob(f"{SEGMENT_DIR}/*"), *self.root.glob("removed-*.npy"),
+                     *self.root.glob("pca-*.npy"), *self.root.glob(".*.tmp"),
+                     *self.root.glob(f"{SEGMENT_DIR}/.*.tmp")]:
+            rel = str(path.relative_to(self.root))
+            if rel not in names:
+                path.unlink(missing_ok=True)
+        self.meta.purge_from(self.manifest.next_id)
+
+    def _check_writable(self) -> None:
+        if not self.writable:
+            raise PermissionError(
+                f"{self.root} is open read-only: open it with IndexStore.open(path, writable=True)"
+            )
+
+    # ------------------------------------------------------------------ reading
+    def refresh(self) -> bool:
+        """Load the latest commit if another process changed the index; True if it did."""
+        m = read_manifest(self.root)
+        if m.generation == self.manifest.generation:
+            return False
+        m = m.evolve(backend=self.manifest.backend)
+        _check_files(self.root, m, False)
+        self.manifest = m
+        self._load(m)
+        return True
+
+    def verify(self) -> None:
+        """Check every file of the committed state against its SHA-256 (reads everything).
+
+        Raises:
+            IndexCorruptError: the first file that is missing, truncated or corrupted.
+        """
+        _check_files(self.root, self.manifest, True)
+
+    def search(self, query_codes: np.ndarray, query_features: np.ndarray | None = None, k: int = 10, *,
+               candidates: int | None = None, radius: int | None = None, rerank: bool = False,
+               features_stored: bool = False) -> list[SearchResult]:
+        """Top ``k`` items per query: Hamming only, or hierarchical (``rerank=True``).
+
+        Args:
+            query_codes: ``uint8[q, nbytes]`` packed codes of the index's length.
+            query_features: ``float[q, feature_dim]`` (needed for ``rerank``); with
+                ``features_stored`` they are already in the stored space (``stored_dim``),
+                e.g. an indexed item's own stored features.
+            k: results per query (``>= 1``).
+            candidates: coarse stage pool = top-N by Hamming distance (default: ``k`` for
+                Hamming only, ``max(k, 1000)`` with ``rerank``).
+            radius: coarse stage pool = every item within this Hamming distance (inclusive)
+                instead of ``candidates``.
+            rerank: re-rank the pool by Euclidean distance on the stored features.
+
+        Returns:
+            one :class:`hashret.search.SearchResult` per query whose ``indices`` are item ids.
+
+        Raises:
+            ValueError: bad codes / features, ``k <= 0``, or an empty index.
+        """
+        k = check_int(k, "k", minimum=1)
+        if len(self) == 0:
+            raise ValueError(f"the index {self.root} is empty: add items first (`hashret index add`)")
+        if radius is None and candidates is None:
+            candidates = max(k, 1000) if rerank else k
+        qf = None
+        if rerank:
+            if query_features is None:
+                raise ValueError("rerank=True needs the queries' float features (query_features)")
+            qf = (np.asarray(query_features, dtype=np.float32) if features_stored
+                  else self._codec.encode_query(query_features))
+        results = self._searcher.search(query_codes, qf, k, candidates=candidates, radius=radius,
+                                        rerank=rerank)
+        out = []
+        for r in results:
+            keep = r.indices != MISSING_INDEX
+            out.append(SearchResult(self._ids[r.indices[keep]], r.hamming[keep], r.euclidean[keep]))
+        return out
+
+    def item_vectors(self, item_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """An indexed item's ``code uint8[nbytes]`` and stored ``features float32[stored_dim]``
+        (search by it with ``features_stored=True``).
+
+        Raises:
+            KeyError: unknown or removed id.
+        """
+        row = int(self._rows_of(np.array([item_id], np.int64))[0])
+        return self.codes[row].copy(), np.asarray(self._features[np.array([row])][0], np.float32)
+
+    def get_items(self, ids: Sequence[int] | np.ndarray, *, image: bool = False) -> list[ItemMeta]:
+        """Metadata of live items, in the order asked.
+
+        Raises:
+            KeyError: an unknown or removed id.
+        """
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        self._rows_of(ids)
+        found = self.meta.get(ids.tolist(), image=image)
+        return [found.get(int(i), ItemMeta("")) for i in ids]
+
+    def info(self) -> dict[str, Any]:
+        """A summary: items, bits, storage, backend, model, files and bytes."""
+        m = self.manifest
+        files = m.files()
+        meta_bytes = sum((self.root / n).stat().st_size for n in
+                         (METADATA_FILE, f"{METADATA_FILE}-wal") if (self.root / n).exists())
+        return {
+            "path": str(self.root), "format_version": m.format_version, "items": m.count,
+            "rows": m.rows, "removed": m.removed_count, "bits": m.bits, "backend": m.backend,
+            "feature_dim": m.feature_dim, "feature_storage": m.feature_storage, "stored_dim": m.stored_dim,
+            "segments": len(m.segments), "generation": m.generation, "next_id": m.next_id,
+            "model_sha256": m.model.get("sha256"), "model": m.model.get("config"),
+            "bytes": {"codes": sum(s.codes.bytes for s in m.segments),
+                      "features": sum(s.features.bytes for s in m.segments),
+                      "ids": sum(s.ids.bytes for s in m.segments),
+                      "metadata": meta_bytes, "all_files": sum(f.bytes for f in files) + meta_bytes},
+            "build": m.build, "created": m.created, "updated": m.updated,
+        }
+
+    # ------------------------------------------------------------------ internals
+    @property
+    def codes(self) -> np.ndarray:
+        """``uint8[rows, nbytes]`` the codes of every stored row (removed rows included)."""
+        if len(self._code_parts) != 1:
+            joined = np.concatenate(self._code_parts) if self._code_parts else np.zeros((0, self.nbytes), np.uint8)
+            self._code_parts = [joined]
+        return self._code_parts[0]
+
+    def _load(self, m: Manifest) -> None:
+        """Bring the in-memory search state to ``m``: only the new segments are read when
+        ``m`` extends the loaded state (an add), everything otherwise."""
+        prev: Manifest | None = getattr(self, "_loaded", None)
+        incremental = (prev is not None and prev.pca == m.pca and prev.backend == m.backend
+                       and m.segments[: len(prev.segments)] == prev.segments)
+        if not incremental:
+            pca = read_array(self.root, m.pca, mmap=False) if m.pca else None
+            self._codec = FeatureCodec(m.feature_storage, m.feature_dim, pca)
+            self._code_parts: list[np.ndarray] = []
+            self._id_parts: list[np.ndarray] = []
+            self._feature_parts: list[np.ndarray] = []
+            self._backend: HammingIndex = create_index(m.backend, m.bits)
+        done = len(prev.segments) if incremental else 0
+        for s in m.segments[done:]:
+            c = read_array(self.root, s.codes, mmap=False)
+            i = read_array(self.root, s.ids, mmap=False)
+            f = read_array(self.root, s.features, mmap=True)
+            if c.shape != (s.rows, m.nbytes) or i.shape != (s.rows,) or f.shape != (s.rows, m.stored_dim):
+                raise IndexCorruptError(
+                    f"segment {s.name} of {self.root} has arrays of the wrong shape: rebuild the index"
+                )
+            self._code_parts.append(c)
+            self._id_parts.append(i)
+            self._feature_parts.append(f)
+            self._backend.add(c)
+        self._ids = np.concatenate(self._id_parts) if self._id_parts else np.zeros(0, np.int64)
+        self._id_parts = [self._ids]
+        self._features = SegmentedRows(self._feature_parts, m.stored_dim, self._codec.dtype)
+        if not incremental or prev.removed != m.removed:
+            removed = read_array(self.root, m.removed, mmap=False) if m.removed else np.zeros(0, np.int64)
+            self._removed = np.isin(self._ids, removed, assume_unique=True)
+        else:
+            self._removed = np.concatenate([self._removed, np.zeros(len(self._ids) - len(self._removed), bool)])
+        self._searcher = HierarchicalSearcher(FilteredIndex(self._backend, self._removed), self._features)
+        self._loaded = m
+
+    def _rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of live item ids (``_ids`` is increasing), or KeyError naming the bad ones."""
+        rows = np.searchsorted(self._ids, ids)
+        rows_c = np.minimum(rows, max(len(self._ids) - 1, 0))
+        ok = (rows < len(self._ids)) & (self._ids[rows_c] == ids) if len(self._ids) else np.zeros(len(ids), bool)
+        ok[ok] = ~self._removed[rows_c[ok]]
+        if not ok.all():
+            bad = ids[~ok][:5].tolist()
+            raise KeyError(f"no item with id {', '.join(map(str, bad))} in {self.root} (unknown or removed)")
+        return rows
+
+
+def _check_files(root: Path, manifest: Manifest, verify: bool | None) -> None:
+    files = manifest.files()
+    if verify is None:
+        verify = sum(f.bytes for f in files) <= VERIFY_AUTO_BYTES
+    for f in files:
+        f.check(root, checksum=verify)
+
+
+def _copy_file(src: Path, root: Path, name: str) -> FileEntry:
+    if not src.is_file():
+        raise FileNotFoundError(f"model file {src} does not exist: pass the run's model.safetensors")
+    tmp = root / f".{name}.{os.getpid()}.tmp"
+    shutil.copyfile(src, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, root / name)
+    fsync_dir(root)
+    return FileEntry.of(root, name)
+
+
+def _lock(root: Path) -> int:
+    """Take the writer lock of ``root`` (released by the OS if the process dies)."""
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{root} does not exist: create an index with `hashret index build RUN_DIR --out {root}`"
+        )
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise IndexLockedError(
+            f"{root} is being written by another process (pid {holder}): wait for it to finish; "
+            "readers can search meanwhile"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)

@@ -1,0 +1,277 @@
+"""Persistent indexes made with a trained model: build from a dataset, add files, search by image.
+
+This is the model-aware layer over :class:`hashret.index.store.IndexStore` (which only
+knows codes and features): it encodes images with the model recorded in the index
+(a copy of the checkpoint lives in the index directory, checked against its SHA-256),
+so queries and database are always encoded by the same model, the same way (no
+augmentation; test-time flip and arithmetic as the model was trained).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from hashret.data import ImageArray, read_image
+from hashret.data.image import BadImageError
+from hashret.encode import encode_images
+from hashret.index.manifest import FileEntry
+from hashret.index.metadata import ItemMeta
+from hashret.index.store import MODEL_FILE, IndexStore
+from hashret.run import Run
+from hashret.search import SearchResult
+from hashret.training.checkpoint import load_model
+
+#: The exact scan backend the CLI uses unless told otherwise.
+DEFAULT_BACKEND = "faiss-flat"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+#: Keep a PNG copy of each image in the index when its sides are at most this (px).
+THUMBNAIL_MAX_SIDE = 64
+
+
+@dataclass
+class IndexModel:
+    """The model an index was built with, ready to encode query images."""
+
+    model: Any
+    bits: int
+    image_shape: tuple[int, int, int]
+    tta_flip: bool
+    precision: str
+    device: str
+    classes: tuple[str, ...]
+
+    def encode(self, images: np.ndarray, *, progress: bool = False):  # -> hashret.encode.Encoded
+        """Encode ``uint8[n, h, w, c]`` images as the index's database was encoded."""
+        return encode_images(self.model, images, tta_flip=self.tta_flip, device=self.device,
+                             precision=self.precision, progress=progress)
+
+    def read(self, path_or_bytes: str | Path | bytes) -> np.ndarray:
+        """Decode one image (file or bytes) to ``uint8[h, w, c]`` at the index's image shape."""
+        h, w, c = self.image_shape
+        return read_image(path_or_bytes, channels=c, size=(h, w))
+
+
+def model_identity(run: Run, image_shape: Sequence[int]) -> dict[str, Any]:
+    """What the manifest records about the run's model and how it encodes."""
+    return {
+        "sha256": run.model_sha256, "config": run.model_config.to_dict(),
+        "tta_flip": bool(run.train_config.tta_flip), "precision": run.precision,
+        "threshold": float(run.model.threshold), "image_shape": [int(s) for s in image_shape],
+        "run_dir": str(run.run_dir.resolve()),
+    }
+
+
+def run_image_shape(run: Run) -> tuple[int, int, int]:
+    """``(h, w, c)`` of the images the run's model was trained on."""
+    shape = run.info.get("dataset", {}).get("image_shape") or (
+        *run.model_config.input_size, run.model_config.in_channels)
+    return tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+
+def load_index_model(store: IndexStore, device: str = "cpu") -> IndexModel:
+    """Load the model copy of an index, after checking it is the one that made the codes.
+
+    Raises:
+        ValueError: the index holds no model (codes were added directly), or the model
+            file does not match the manifest's checksum.
+    """
+    m = store.manifest.model
+    if not m.get("file"):
+        raise ValueError(
+            f"{store.root} records no model (its codes were added directly): encode query "
+            "images yourself and call IndexStore.search with codes"
+        )
+    FileEntry(**m["file"]).check(store.root, checksum=True)
+    model, cfg = load_model(store.root / MODEL_FILE, device=device)
+    if m.get("config") and json.loads(json.dumps(cfg.to_dict())) != m["config"]:
+        raise ValueError(f"{store.root / MODEL_FILE} does not match the manifest's model: rebuild the index")
+    return IndexModel(model, cfg.bits, tuple(m["image_shape"]), bool(m.get("tta_flip")),
+                      str(m.get("precision", "fp32")), device, tuple(cfg.classes))
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def build_index(run: Run, out: str | Path, images: ImageArray, *, collection: str, split: str,
+                batch_size: int = 2048, feature_storage: str = "float16", pca_dim: int | None = None,
+                backend: str = DEFAULT_BACKEND, thumbnails: bool | None = None,
+                encodings: Any = None, overwrite: bool = False, progress: bool = False) -> IndexStore:
+    """Index a labelled image collection with a run's model, one commit per batch; resumable.
+
+    If ``out`` already holds a build of the same model, collection and split that stopped
+    part-way, it continues after the last committed batch (the manifest records the
+    progress in the same commit as each batch). A finished build is left as it is.
+
+    Args:
+        run: the trained run (its model encodes the images; its checkpoint is copied in).
+        out: the index directory.
+        images: ``ImageArray`` of the collection (the database), in database order.
+        collection: where the images came from (recorded), e.g. the dataset path.
+        split: which split of the collection (recorded).
+        batch_size: images per commit.
+        feature_storage, pca_dim, backend: see :meth:`IndexStore.create`.
+        thumbnails: keep a PNG copy of each image in the metadata (default: when the images
+            are at most 64 px, i.e. cheaper than keeping the source around).
+        encodings: an :class:`hashret.encodings.EncodedSet` of exactly these images by this
+            model (e.g. the run's saved database encodings): its codes and features are
+            used instead of encoding again.
+        overwrite: start again over an existing index.
+
+    Returns:
+        the index, open for writing (close it when done).
+
+    Raises:
+        ValueError: ``out`` holds an index of another model, collection or split.
+    """
+    out = Path(out)
+    h, w, c = images.images.shape[1:]
+    record = {"collection": collection, "split": split, "total": len(images), "done": 0,
+              "model_sha256": run.model_sha256}
+    if thumbnails is None:
+        thumbnails = max(h, w) <= THUMBNAIL_MAX_SIDE
+    if (out / "manifest.json").exists() and not overwrite:
+        store = IndexStore.open(out, writable=True)
+        prev = store.manifest.build or {}
+        same = {k: prev.get(k) for k in ("collection", "split", "total", "model_sha256")} == {
+            k: record[k] for k in ("collection", "split", "total", "model_sha256")}
+        if not same:
+            store.close()
+            raise ValueError(
+                f"{out} already holds an index of another model or collection ({prev or 'added files'}): "
+                "choose another --out, or pass --overwrite to rebuild it"
+            )
+        record["done"] = int(prev.get("done", 0))
+    else:
+        store = IndexStore.create(out, bits=run.model_config.bits, feature_dim=_feature_dim(run, encodings),
+                                  feature_storage=feature_storage, pca_dim=pca_dim, backend=backend,
+                                  model=model_identity(run, (h, w, c)),
+                                  model_file=run.run_dir / "model.safetensors", overwrite=overwrite)
+    start = record["done"]
+    classes = images.classes
+    bar = tqdm(total=len(images), initial=start, desc="index", unit="img", disable=None if progress else True)
+    try:
+        for lo in range(start, len(images), batch_size):
+            hi = min(lo + batch_size, len(images))
+            if encodings is not None:
+                codes, feats = encodings.codes[lo:hi], encodings.features[lo:hi]
+            else:
+                enc = encode_images(run.model, images.images[lo:hi], tta_flip=bool(run.train_config.tta_flip),
+                                    device=run.device, precision=run.precision)
+                codes, feats = enc.codes, enc.features
+            items = [
+                ItemMeta(str(images.ids[i]), int(images.labels[i]), classes[int(images.labels[i])],
+                         image=_png(images.images[i]) if thumbnails else None)
+                for i in range(lo, hi)
+            ]
+            store.add(codes, feats, items, build=record | {"done": hi})
+            bar.update(hi - lo)
+    except BaseException:
+        bar.close()
+        store.close()
+        raise
+    bar.close()
+    return store
+
+
+def _feature_dim(run: Run, encodings: Any) -> int:
+    if encodings is not None:
+        return int(encodings.features.shape[1])
+    return int(run.model.feature_dim)
+
+
+def image_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Image files among ``paths`` (directories are searched recursively, sorted).
+
+    Raises:
+        FileNotFoundError: a path that does not exist, or no image found at all.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p} does not exist: give image files or folders of images")
+    if not out:
+        raise FileNotFoundError("no image files found in the given paths (jpg, png, ...)")
+    return out
+
+
+def add_image_files(store: IndexStore, paths: Iterable[str | Path], *, label: str | None = None,
+                    on_bad_image: str = "error", batch_size: int = 512, thumbnails: bool | None = None,
+                    model: IndexModel | None = None, progress: bool = False) -> np.ndarray:
+    """Encode image files with the index's model and add them (one commit per batch).
+
+    Args:
+        store: an index open for writing.
+        paths: image files or folders.
+        label: class name of every added image (its label index when the model knows the
+            class, else ``-1``); ``None`` leaves them unlabelled.
+        on_bad_image: ``"error"`` stops at an unreadable image before anything of its batch
+            is written (earlier batches stay committed); ``"skip"`` warns and goes on.
+
+    Returns:
+        ``int64[m]`` the ids given to the added images, in file order.
+    """
+    files = image_files(paths)
+    model = model or load_index_model(store)
+    label_idx = model.classes.index(label) if label in model.classes else -1
+    h, w, _ = model.image_shape
+    if thumbnails is None:
+        thumbnails = max(h, w) <= THUMBNAIL_MAX_SIDE
+    ids: list[np.ndarray] = []
+    skipped = 0
+    for lo in tqdm(range(0, len(files), batch_size), desc="add", disable=None if progress else True):
+        imgs, items = [], []
+        for f in files[lo : lo + batch_size]:
+            try:
+                img = model.read(f)
+            except BadImageError as e:
+                if on_bad_image != "skip":
+                    raise ValueError(f"{e}; pass --on-bad-image skip to leave it out") from e
+                print(f"warning: skipping {f}: {e}", file=sys.stderr)
+                skipped += 1
+                continue
+            imgs.append(img)
+            items.append(ItemMeta(str(f.resolve()), label_idx, label, image=_png(img) if thumbnails else None))
+        if imgs:
+            enc = model.encode(np.stack(imgs))
+            ids.append(store.add(enc.codes, enc.features, items))
+    if skipped:
+        print(f"skipped {skipped} unreadable image(s)", file=sys.stderr)
+    return np.concatenate(ids) if ids else np.zeros(0, np.int64)
+
+
+def search_by_images(store: IndexStore, model: IndexModel, images: np.ndarray, *, k: int = 10,
+                     rerank: bool = False, candidates: int | None = None,
+                     radius: int | None = None) -> list[SearchResult]:
+    """Encode ``uint8[q, h, w, c]`` query images with the index's model and search."""
+    enc = model.encode(images)
+    return store.search(enc.codes, enc.features, k, candidates=candidates, radius=radius, rerank=rerank)
+
+
+def describe_results(store: IndexStore, result: SearchResult) -> list[dict[str, Any]]:
+    """One query's result as ``{rank, id, hamming, euclidean, label, class, source}`` dicts."""
+    metas = store.get_items(result.indices)
+    return [
+        {"rank": r + 1, "id": int(i), "hamming": int(h),
+         "euclidean": None if np.isnan(e) else float(e), "label": m.label, "class": m.class_name,
+         "source": m.source}
+        for r, (i, h, e, m) in enumerate(zip(result.indices, result.hamming, result.euclidean, metas,
+                                             strict=True))
+    ]
