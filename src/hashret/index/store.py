@@ -331,6 +331,8 @@ class IndexStore:
             if rel not in names:
                 path.unlink(missing_ok=True)
         self.meta.purge_from(self.manifest.next_id)
+        if self.manifest.removed_count:  # a remove that died between its commit and the row delete
+            self.meta.delete(self._ids[self._removed])
 
     def _check_writable(self) -> None:
         if not self.writable:
@@ -340,15 +342,27 @@ class IndexStore:
 
     # ------------------------------------------------------------------ reading
     def refresh(self) -> bool:
-        """Load the latest commit if another process changed the index; True if it did."""
-        m = read_manifest(self.root)
-        if m.generation == self.manifest.generation:
-            return False
-        m = m.evolve(backend=self.manifest.backend)
-        _check_files(self.root, m, False)
-        self.manifest = m
-        self._load(m)
-        return True
+        """Load the latest commit if another process changed the index; True if it did.
+
+        Raises:
+            IndexCorruptError: the latest commit's files are damaged (the state loaded
+                before stays usable).
+        """
+        for attempt in range(3):  # a concurrent compaction may delete files between reads
+            m = read_manifest(self.root)
+            if m.generation == self.manifest.generation:
+                return False
+            m = m.evolve(backend=self.manifest.backend)
+            try:
+                _check_files(self.root, m, False)
+                self._load(m)
+            except IndexCorruptError:
+                if attempt == 2 or read_manifest(self.root).generation == m.generation:
+                    raise
+                continue
+            self.manifest = m
+            return True
+        return False
 
     def verify(self) -> None:
         """Check every file of the committed state against its SHA-256 (reads everything).
@@ -451,18 +465,21 @@ class IndexStore:
 
     def _load(self, m: Manifest) -> None:
         """Bring the in-memory search state to ``m``: only the new segments are read when
-        ``m`` extends the loaded state (an add), everything otherwise."""
+        ``m`` extends the loaded state (an add), everything otherwise. The new state is
+        built aside and swapped in at the end, so a failed load changes nothing."""
         prev: Manifest | None = getattr(self, "_loaded", None)
         incremental = (prev is not None and prev.pca == m.pca and prev.backend == m.backend
                        and m.segments[: len(prev.segments)] == prev.segments)
-        if not incremental:
+        if incremental:
+            codec, backend = self._codec, self._backend
+            code_parts, feature_parts = list(self._code_parts), list(self._feature_parts)
+            id_parts, done = [self._ids], len(prev.segments)
+        else:
             pca = read_array(self.root, m.pca, mmap=False) if m.pca else None
-            self._codec = FeatureCodec(m.feature_storage, m.feature_dim, pca)
-            self._code_parts: list[np.ndarray] = []
-            self._id_parts: list[np.ndarray] = []
-            self._feature_parts: list[np.ndarray] = []
-            self._backend: HammingIndex = create_index(m.backend, m.bits)
-        done = len(prev.segments) if incremental else 0
+            codec = FeatureCodec(m.feature_storage, m.feature_dim, pca)
+            backend = create_index(m.backend, m.bits)
+            code_parts, feature_parts, id_parts, done = [], [], [], 0
+        new_codes = []
         for s in m.segments[done:]:
             c = read_array(self.root, s.codes, mmap=False)
             i = read_array(self.root, s.ids, mmap=False)
@@ -471,19 +488,22 @@ class IndexStore:
                 raise IndexCorruptError(
                     f"segment {s.name} of {self.root} has arrays of the wrong shape: rebuild the index"
                 )
-            self._code_parts.append(c)
-            self._id_parts.append(i)
-            self._feature_parts.append(f)
-            self._backend.add(c)
-        self._ids = np.concatenate(self._id_parts) if self._id_parts else np.zeros(0, np.int64)
-        self._id_parts = [self._ids]
-        self._features = SegmentedRows(self._feature_parts, m.stored_dim, self._codec.dtype)
+            new_codes.append(c)
+            id_parts.append(i)
+            feature_parts.append(f)
+        ids = np.concatenate(id_parts) if id_parts else np.zeros(0, np.int64)
         if not incremental or prev.removed != m.removed:
-            removed = read_array(self.root, m.removed, mmap=False) if m.removed else np.zeros(0, np.int64)
-            self._removed = np.isin(self._ids, removed, assume_unique=True)
+            gone = read_array(self.root, m.removed, mmap=False) if m.removed else np.zeros(0, np.int64)
+            removed = np.isin(ids, gone, assume_unique=True)
         else:
-            self._removed = np.concatenate([self._removed, np.zeros(len(self._ids) - len(self._removed), bool)])
-        self._searcher = HierarchicalSearcher(FilteredIndex(self._backend, self._removed), self._features)
+            removed = np.concatenate([self._removed, np.zeros(len(ids) - len(self._removed), bool)])
+        for c in new_codes:  # last: the backend is shared with the current state when incremental
+            backend.add(c)
+        features = SegmentedRows(feature_parts, m.stored_dim, codec.dtype)
+        self._codec, self._backend = codec, backend
+        self._code_parts, self._feature_parts = code_parts + new_codes, feature_parts
+        self._ids, self._removed, self._features = ids, removed, features
+        self._searcher = HierarchicalSearcher(FilteredIndex(backend, removed), features)
         self._loaded = m
 
     def _rows_of(self, ids: np.ndarray) -> np.ndarray:

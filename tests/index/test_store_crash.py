@@ -1,0 +1,139 @@
+"""Crash safety and concurrency of the persistent index, with real processes and SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hashret.index.manifest import read_manifest
+from hashret.index.metadata import ItemMeta, MetadataDB
+from hashret.index.store import IndexStore
+
+BITS, DIM = 32, 8
+
+# A writer that adds small batches (and removes / compacts now and then) until killed.
+WRITER = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from hashret.index.metadata import ItemMeta
+    from hashret.index import store as store_mod
+    root, mode = sys.argv[1], sys.argv[2]
+    if mode != "loop":  # die by SIGKILL at a chosen point of the next commit
+        import os, signal
+        target = {"commit": "write_manifest", "segment": "write_segment"}[mode]
+        real = getattr(store_mod, target)
+        def crash(*a, **k):
+            if target == "write_segment":
+                real(*a, **k)  # the segment's files are complete, the commit never happens
+            os.kill(os.getpid(), signal.SIGKILL)
+        setattr(store_mod, target, crash)
+    s = store_mod.IndexStore.open(root, writable=True)
+    rng = np.random.default_rng(len(s))
+    print("ready", flush=True)
+    for step in range(100000):
+        n = int(rng.integers(1, 40))
+        codes = rng.integers(0, 256, (n, 4), dtype=np.uint8)
+        s.add(codes, rng.normal(size=(n, 8)).astype(np.float32),
+              [ItemMeta(f"w{s.manifest.next_id + j}", 1) for j in range(n)])
+        if step % 7 == 3:
+            live = s.live_ids()
+            s.remove(live[rng.choice(len(live), 2, replace=False)])
+        if step % 11 == 5:
+            s.compact()
+""")
+
+
+def start_writer(root: Path, mode: str) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-c", WRITER, str(root), mode], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env, text=True)
+    assert p.stdout.readline().strip() == "ready", p.stderr.read()
+    return p
+
+
+def new_index(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    with IndexStore.create(root, bits=BITS, feature_dim=DIM, backend="numpy") as s:
+        s.add(rng.integers(0, 256, (50, 4), dtype=np.uint8), rng.normal(size=(50, DIM)).astype(np.float32),
+              [ItemMeta(f"w{i}", 1) for i in range(50)])
+
+
+def check_consistent(root: Path) -> int:
+    """The committed state is complete: checksums, counts, metadata of every live item, search."""
+    with IndexStore.open(root, verify=True) as s:
+        m = s.manifest
+        live = s.live_ids()
+        assert len(live) == m.count == m.rows - m.removed_count
+        metas = s.get_items(live)
+        assert [x.source for x in metas] == [f"w{i}" for i in live]
+        res = s.search(s.codes[:3], k=5)
+        assert all(len(r) == min(5, len(s)) for r in res)
+        return m.generation
+
+
+def test_kill_9_at_random_moments_never_loses_the_last_commit(tmp_path):
+    root = tmp_path / "ix"
+    new_index(root)
+    rng = np.random.default_rng(1)
+    gens = []
+    for _ in range(6):
+        p = start_writer(root, "loop")
+        time.sleep(float(rng.uniform(0.05, 0.5)))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        gens.append(check_consistent(root))
+    assert gens[-1] > 1, "the writer never committed anything: the test did not exercise crashes"
+    with IndexStore.open(root, writable=True) as s:  # the next writer removes the crash's leftovers
+        named = {f.name for f in s.manifest.files()}
+        on_disk = {str(f.relative_to(root)) for f in root.rglob("*.npy")}
+        assert on_disk <= named
+        assert MetadataDB(root, readonly=True).count() == s.manifest.count
+
+
+@pytest.mark.parametrize("point", ["segment", "commit"])
+def test_kill_9_between_writing_and_committing(tmp_path, point):
+    root = tmp_path / "ix"
+    new_index(root)
+    before = read_manifest(root)
+    p = start_writer(root, point)
+    assert p.wait() == -signal.SIGKILL
+    assert read_manifest(root) == before  # the add that died is invisible
+    check_consistent(root)
+    leftovers = sorted((root / "segments").glob("*"))
+    assert len(leftovers) > 3 * len(before.segments)  # the dead writer left files behind ...
+    with IndexStore.open(root, writable=True) as s:  # ... and metadata rows: both are cleaned up
+        assert len(list((root / "segments").glob("*"))) == 3 * len(before.segments)
+        assert MetadataDB(root, readonly=True).count() == s.manifest.count == before.count
+        s.add(np.zeros((1, 4), np.uint8), np.zeros((1, DIM), np.float32), [ItemMeta("w50", 1)])
+        assert s.live_ids()[-1] == 50  # ids of the lost add are given again: they were never visible
+
+
+def test_readers_search_while_a_writer_adds(tmp_path):
+    root = tmp_path / "ix"
+    new_index(root)
+    p = start_writer(root, "loop")
+    try:
+        reader = IndexStore.open(root)
+        seen, deadline = set(), time.monotonic() + 3
+        while time.monotonic() < deadline:
+            reader.refresh()
+            seen.add(reader.manifest.generation)
+            res = reader.search(reader.codes[-2:], k=10)
+            live = set(reader.live_ids().tolist())
+            for r in res:
+                assert set(r.indices.tolist()) <= live
+                assert np.all(np.diff(r.hamming) >= 0)
+            assert all(m.source for m in reader.get_items(res[0].indices))
+        reader.close()
+    finally:
+        p.kill()
+        p.wait()
+    assert len(seen) > 3, "the reader never saw the writer's commits"
