@@ -248,7 +248,8 @@ def add_image_files(store: IndexStore, paths: Iterable[str | Path], *, label: st
                 skipped += 1
                 continue
             imgs.append(img)
-            items.append(ItemMeta(str(f.resolve()), label_idx, label, image=_png(img) if thumbnails else None))
+            thumb = _png(img) if thumbnails else None
+            items.append(ItemMeta(str(f.resolve()), label_idx, label, image=thumb))
         if imgs:
             enc = model.encode(np.stack(imgs))
             ids.append(store.add(enc.codes, enc.features, items))

@@ -39,7 +39,8 @@ def store(tmp_path):
     s = IndexStore.create(tmp_path / "ix", bits=BITS, feature_dim=DIM, backend="numpy",
                           feature_storage="float32")
     for lo in range(0, 500, 100):
-        s.add(codes[lo:lo + 100], feats[lo:lo + 100], [ItemMeta(f"img{i}.png", i % 4) for i in range(lo, lo + 100)])
+        items = [ItemMeta(f"img{i}.png", i % 4) for i in range(lo, lo + 100)]
+        s.add(codes[lo:lo + 100], feats[lo:lo + 100], items)
     yield s, codes, feats
     s.close()
 
@@ -155,7 +156,8 @@ def test_compressed_features_approximate_float32(tmp_path, storage):
 
 def test_pca_needs_enough_rows_in_the_first_batch(tmp_path):
     codes, feats = data(5)
-    with IndexStore.create(tmp_path / "ix", bits=BITS, feature_dim=DIM, feature_storage="pca", pca_dim=8) as s:
+    with IndexStore.create(tmp_path / "ix", bits=BITS, feature_dim=DIM, feature_storage="pca",
+                           pca_dim=8) as s:
         with pytest.raises(ValueError, match="at least 8 rows"):
             s.add(codes, feats)
         assert len(s) == 0 and s.manifest.generation == 0

@@ -26,6 +26,7 @@ results carry ids; ties in Hamming distance go to the smaller id (database order
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import time
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from hashret.index.base import MISSING_INDEX, HammingIndex, check_int
+from hashret.index.base import MISSING_INDEX, check_int
 from hashret.index.features import FeatureCodec, SegmentedRows
 from hashret.index.filtered import FilteredIndex
 from hashret.index.manifest import (
@@ -50,6 +51,7 @@ from hashret.index.manifest import (
 from hashret.index.metadata import METADATA_FILE, ItemMeta, MetadataDB
 from hashret.index.registry import create_index
 from hashret.index.segments import SEGMENT_DIR, read_array, write_array, write_segment
+from hashret.io import to_jsonable
 from hashret.search import HierarchicalSearcher, SearchResult
 
 MODEL_FILE = "model.safetensors"
@@ -128,7 +130,7 @@ class IndexStore:
                              *root.glob("pca-*.npy"), root / MODEL_FILE]:
                     path.unlink(missing_ok=True)
                 shutil.rmtree(root / SEGMENT_DIR, ignore_errors=True)
-            model = dict(model or {})
+            model = json.loads(json.dumps(to_jsonable(model or {})))  # in memory as on disk
             if model_file is not None:
                 model["file"] = _copy_file(Path(model_file), root, MODEL_FILE).__dict__
                 model.setdefault("sha256", model["file"]["sha256"])
@@ -459,8 +461,8 @@ class IndexStore:
     def codes(self) -> np.ndarray:
         """``uint8[rows, nbytes]`` the codes of every stored row (removed rows included)."""
         if len(self._code_parts) != 1:
-            joined = np.concatenate(self._code_parts) if self._code_parts else np.zeros((0, self.nbytes), np.uint8)
-            self._code_parts = [joined]
+            parts = self._code_parts or [np.zeros((0, self.nbytes), np.uint8)]
+            self._code_parts = [np.concatenate(parts)]
         return self._code_parts[0]
 
     def _load(self, m: Manifest) -> None:
@@ -510,7 +512,9 @@ class IndexStore:
         """Rows of live item ids (``_ids`` is increasing), or KeyError naming the bad ones."""
         rows = np.searchsorted(self._ids, ids)
         rows_c = np.minimum(rows, max(len(self._ids) - 1, 0))
-        ok = (rows < len(self._ids)) & (self._ids[rows_c] == ids) if len(self._ids) else np.zeros(len(ids), bool)
+        if not len(self._ids):
+            raise KeyError(f"no item with id {', '.join(map(str, ids[:5].tolist()))} in {self.root} (empty)")
+        ok = (rows < len(self._ids)) & (self._ids[rows_c] == ids)
         ok[ok] = ~self._removed[rows_c[ok]]
         if not ok.all():
             bad = ids[~ok][:5].tolist()
