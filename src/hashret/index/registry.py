@@ -11,10 +11,11 @@ from hashret.index.faiss_hash import FaissHashIndex
 from hashret.index.faiss_ivf import FaissIVFIndex
 from hashret.index.faiss_multihash import FaissMultiHashIndex
 from hashret.index.flat import FlatIndex
+from hashret.index.popcount import PopcountIndex
 
 INDEXES: dict[str, type[HammingIndex]] = {
     cls.name: cls
-    for cls in (FlatIndex, FaissFlatIndex, FaissHashIndex, FaissMultiHashIndex, FaissIVFIndex)
+    for cls in (FlatIndex, FaissFlatIndex, FaissHashIndex, FaissMultiHashIndex, FaissIVFIndex, PopcountIndex)
 }
 
 
