@@ -287,11 +287,12 @@ def _place(db, n, query, k, bound, cmin, hist, hit_idx, hit_dist, nhits, out_dis
 
 
 @njit(parallel=True, cache=True, fastmath=False)
-def top_k(db, n, queries, words, k, dim, threads, out_dist, out_idx):
+def top_k(db, n, queries, words, k, dim, out_dist, out_idx):
     """Exact top-k of every query, sorted by (distance, index).
 
-    The queries are cut into blocks of :data:`QUERY_BLOCK`; each of ``threads`` workers
-    takes a run of consecutive blocks (and allocates its buffers once).
+    Blocks of :data:`QUERY_BLOCK` queries run in parallel (call it under
+    ``numba.parallel_chunksize(1)`` to hand the blocks out one at a time: on a shared
+    machine a static split waits for the slowest thread).
 
     Args:
         db: ``uint64[n * W]`` database words.
@@ -300,43 +301,35 @@ def top_k(db, n, queries, words, k, dim, threads, out_dist, out_idx):
         words: ``W``-tuple of ``uint64`` (only its length is used).
         k: ``1 <= k <= n``.
         dim: bits compared, ``64 * W`` or fewer (an upper bound on every distance).
-        threads: numba's thread count (``numba.get_num_threads()``).
         out_dist: ``int32[q, k]`` output distances.
         out_idx: ``int64[q, k]`` output indices.
     """
     nq = out_dist.shape[0]
     nchunks = (n + CHUNK - 1) // CHUNK
-    nblocks = (nq + QUERY_BLOCK - 1) // QUERY_BLOCK
-    nworkers = max(1, min(threads, nblocks))
     cap = min(n, 4 * k + MIN_HIT_BUFFER)
-    for w in prange(nworkers):
+    for blk in prange((nq + QUERY_BLOCK - 1) // QUERY_BLOCK):
+        q0 = blk * QUERY_BLOCK
+        nb = min(QUERY_BLOCK, nq - q0)
         cmin = np.empty((QUERY_BLOCK, nchunks), np.uint8)
-        chist = np.empty((QUERY_BLOCK, dim + 1), np.int64)
+        chist = np.zeros((QUERY_BLOCK, dim + 1), np.int64)
+        _chunk_minima(db, n, queries, words, q0, nb, cmin, chist)
         bounds = np.zeros(QUERY_BLOCK, np.int64)
         limits = np.zeros(QUERY_BLOCK, np.int64)
+        for j in range(nb):
+            bounds[j], limits[j] = _bound(chist[j], k, dim)
         wanted = np.empty(nchunks, np.uint16)
-        hist = np.empty((QUERY_BLOCK, dim + 1), np.int64)
+        _wanted_chunks(cmin, bounds, nb, wanted)
+        hist = np.zeros((QUERY_BLOCK, dim + 1), np.int64)
         hit_idx = np.empty((QUERY_BLOCK, cap), np.int64)
         hit_dist = np.empty((QUERY_BLOCK, cap), np.int16)
-        nhits = np.empty(QUERY_BLOCK, np.int64)
-        at_bound = np.empty(QUERY_BLOCK, np.int64)
-        for blk in range(w * nblocks // nworkers, (w + 1) * nblocks // nworkers):
-            q0 = blk * QUERY_BLOCK
-            nb = min(QUERY_BLOCK, nq - q0)
-            chist[:] = 0
-            _chunk_minima(db, n, queries, words, q0, nb, cmin, chist)
-            for j in range(nb):
-                bounds[j], limits[j] = _bound(chist[j], k, dim)
-            _wanted_chunks(cmin, bounds, nb, wanted)
-            hist[:] = 0
-            nhits[:] = 0
-            at_bound[:] = 0
-            _collect_hits(db, n, queries, words, q0, wanted, cmin, bounds, limits, hist, hit_idx, hit_dist,
-                          nhits, at_bound)
-            for j in range(nb):
-                query = _load_query(queries, q0 + j, words)
-                _place(db, n, query, k, bounds[j], cmin[j], hist[j], hit_idx[j], hit_dist[j], nhits[j],
-                       out_dist[q0 + j], out_idx[q0 + j])
+        nhits = np.zeros(QUERY_BLOCK, np.int64)
+        at_bound = np.zeros(QUERY_BLOCK, np.int64)
+        _collect_hits(db, n, queries, words, q0, wanted, cmin, bounds, limits, hist, hit_idx, hit_dist, nhits,
+                      at_bound)
+        for j in range(nb):
+            query = _load_query(queries, q0 + j, words)
+            _place(db, n, query, k, bounds[j], cmin[j], hist[j], hit_idx[j], hit_dist[j], nhits[j],
+                   out_dist[q0 + j], out_idx[q0 + j])
 
 
 @njit(parallel=True, cache=True, fastmath=False)

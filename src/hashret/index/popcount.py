@@ -66,7 +66,10 @@ class PopcountIndex(HammingIndex):
     def code_words(self) -> np.ndarray:
         """All codes as ``uint64[n, ceil(nbytes / 8)]`` words, zero padded, in id order."""
         if self._chunks:  # batches are joined once, on first use
-            self._words = np.concatenate([self._words, *self._chunks])
+            if len(self._words) == 0 and len(self._chunks) == 1:
+                self._words = self._chunks[0]  # one batch (the usual build): no second copy
+            else:
+                self._words = np.concatenate([self._words, *self._chunks])
             self._chunks = []
         return self._words
 
@@ -86,9 +89,9 @@ class PopcountIndex(HammingIndex):
         dist = np.empty((len(queries), k), dtype=np.int32)
         idx = np.empty((len(queries), k), dtype=np.int64)
         kernels = _kernels()
-        with _threads(self.threads) as threads:
+        with _threads(self.threads):
             kernels.top_k(db.reshape(-1), len(db), self._query_words(queries), self._word_tuple(),
-                          k, self.dim, threads, dist, idx)
+                          k, self.dim, dist, idx)
         return dist, idx
 
     def _range_search(self, queries: np.ndarray, radius: int) -> RangeResult:
@@ -132,16 +135,21 @@ def _kernels() -> ModuleType:
 
 
 class _threads:
-    """Context manager: numba uses ``n`` threads inside (``None``: all), the previous count after."""
+    """Context manager: numba uses ``n`` threads inside (``None``: all), the previous count after.
+
+    Inside, parallel loops hand out their iterations one at a time (dynamic scheduling:
+    on a machine shared with other work, a static split waits for the slowest thread).
+    """
 
     def __init__(self, n: int | None) -> None:
         self.numba = _numba()
         self.n = self.numba.config.NUMBA_NUM_THREADS if n is None else n
 
-    def __enter__(self) -> int:
+    def __enter__(self) -> None:
         self.previous = self.numba.get_num_threads()
         self.numba.set_num_threads(self.n)
-        return self.n
+        self.previous_chunksize = self.numba.set_parallel_chunksize(1)
 
     def __exit__(self, *exc: object) -> None:
+        self.numba.set_parallel_chunksize(self.previous_chunksize)
         self.numba.set_num_threads(self.previous)
