@@ -35,6 +35,14 @@ bench-cifar10: $(STAMP)
 	$(BIN)/python benchmarks/quality.py --dataset cifar10 --data-dir $(DATA)/cifar10-jpeg/cifar10-jpeg.zip --bits 32 12 --epochs 10
 	$(BIN)/python benchmarks/quality.py --dataset cifar10 --data-dir $(DATA)/cifar10-jpeg/cifar10-jpeg.zip --bits 48 --epochs 12 --recipe airbench
 
+# exact Hamming scan speed (1M and 10M random 64-bit codes) and Euclidean-vs-Hamming search cost
+.PHONY: bench-scan bench-cost
+bench-scan: $(STAMP)
+	$(BIN)/python benchmarks/scan.py
+
+bench-cost: $(STAMP)
+	$(BIN)/python benchmarks/cost.py
+
 bench: bench-mnist bench-cifar10
 
 clean:
