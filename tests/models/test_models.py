@@ -1,26 +1,39 @@
 import pytest
 import torch
 
-from hashret.models import ModelConfig, create_model, list_backbones
+from hashret.models import ModelConfig, create_model, get_backbone_spec, list_backbones, list_methods
 
 
-def make(backbone="convnet-small", bits=16, channels=3, size=(16, 16), **kw):
-    return create_model("dlbhc", backbone=backbone, bits=bits, num_classes=5,
+def make(backbone="convnet-small", bits=16, channels=3, size=(16, 16), method="dlbhc", **kw):
+    return create_model(method, backbone=backbone, bits=bits, num_classes=5,
                         in_channels=channels, input_size=size, **kw)
 
 
+@pytest.mark.parametrize("method", list_methods())
 @pytest.mark.parametrize("backbone", list_backbones())
 @pytest.mark.parametrize("channels", [1, 3])
-def test_contract_shapes_finite_and_gradients(backbone, channels):
+def test_contract_shapes_finite_and_gradients(method, backbone, channels):
     torch.manual_seed(0)
-    m = make(backbone, bits=12, channels=channels)
-    out = m(torch.rand(4, channels, 16, 16))
-    assert out.features.shape == (4, m.feature_dim)
-    assert out.latent.shape == (4, 12) and out.logits.shape == (4, 5)
-    assert ((out.latent > 0) & (out.latent < 1)).all()  # sigmoid
-    out.logits.sum().backward()
+    side = max(16, get_backbone_spec(backbone).min_input_size)  # the smallest input it takes
+    m = make(backbone, bits=12, channels=channels, size=(side, side), method=method)
+    out = m(torch.rand(2, channels, side, side))
+    assert out.features.shape == (2, m.feature_dim)
+    assert out.latent.shape == (2, 12)
+    if method == "dlbhc":
+        assert out.logits.shape == (2, 5)
+        assert ((out.latent > 0) & (out.latent < 1)).all()  # sigmoid
+        (out.logits.sum() + out.latent.sum()).backward()
+    else:
+        assert out.logits is None
+        assert ((out.latent > -1) & (out.latent < 1)).all()  # tanh
+        out.latent.sum().backward()
     for name, p in m.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_input_smaller_than_the_backbone_takes_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 63 px.*--input-size"):
+        make("alexnet", size=(32, 32))
 
 
 @pytest.mark.parametrize("size", [(8, 8), (28, 28), (32, 32), (45, 30)])

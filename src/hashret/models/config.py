@@ -13,8 +13,9 @@ class ModelConfig:
     """Architecture of a hashing model (written into every checkpoint).
 
     Attributes:
-        method: hashing method, a key of :data:`hashret.models.METHODS` (``"dlbhc"``).
-        backbone: a key of the backbone registry (``"convnet"``, ``"convnet-small"``, ``"lenet"``).
+        method: hashing method, a key of :data:`hashret.models.METHODS` (``"dlbhc"``, ``"triplet"``).
+        backbone: a key of the backbone registry (``"convnet"``, ``"resnet18"``, ... see
+            :func:`hashret.models.list_backbones`).
         bits: code length, 8..256.
         num_classes: classifier outputs.
         in_channels: image channels the model takes (1 grey, 3 RGB).
