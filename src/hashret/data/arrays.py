@@ -121,7 +121,7 @@ class DatasetSplits:
     """A dataset as the DLBHC protocol uses it.
 
     Attributes:
-        name: ``"mnist"``, ``"cifar10"``, ``"digits"`` or ``"folder"``.
+        name: ``"mnist"``, ``"cifar10"``, ``"digits"``, ``"folder"``, ``"cub200"`` or ``"dogs"``.
         train: the training set, which is also the retrieval database.
         test: the test set, whose items are the queries.
         natural: True for natural photos (flip / crop augmentation applies), False for digits.

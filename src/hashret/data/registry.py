@@ -8,11 +8,13 @@ from pathlib import Path
 from hashret.data.arrays import DatasetSplits
 from hashret.data.cache import CacheDir
 from hashret.data.cifar import CIFAR10_URL, find_batch_dir, read_cifar10
+from hashret.data.cub import CUB_LAYOUT, read_cub200
 from hashret.data.digits import read_digits
+from hashret.data.dogs import DOGS_LAYOUT, read_dogs
 from hashret.data.folder import LAYOUT_HELP, ON_BAD_IMAGE, read_image_folder
 from hashret.data.mnist import MNIST_FILES, read_mnist
 
-DATASETS: tuple[str, ...] = ("digits", "mnist", "cifar10", "folder")
+DATASETS: tuple[str, ...] = ("digits", "mnist", "cifar10", "folder", "cub200", "dogs")
 
 _EXPECTED = {
     "mnist": "a folder with the four MNIST IDX files "
@@ -22,6 +24,8 @@ _EXPECTED = {
     f"{CIFAR10_URL}, hashret.data.download_cifar10), or an image folder / .zip with "
     "train/<class>/ and test/<class>/ such as cifar10-jpeg.zip",
     "folder": LAYOUT_HELP,
+    "cub200": CUB_LAYOUT,
+    "dogs": DOGS_LAYOUT,
 }
 
 
@@ -68,17 +72,22 @@ def load_dataset(
       folder / ``.zip`` with ``train/`` and ``test/`` class folders; the official split.
     * ``"folder"``: an image folder or ``.zip`` (``ROOT/<class>/<image>``, split by ``seed``
       and ``test_fraction``, or ``ROOT/{train,test}/<class>/<image>``).
+    * ``"cub200"``: CUB-200-2011 (``images.txt``, ``image_class_labels.txt``,
+      ``train_test_split.txt``, ``images/``); the official split, photos resized (224 px
+      unless ``size`` says otherwise). :mod:`hashret.data.cub`
+    * ``"dogs"``: Stanford Dogs (``Images/`` and ``train_list.mat`` / ``test_list.mat``); the
+      official split, resized likewise. :mod:`hashret.data.dogs`
 
     Args:
         name: the dataset, one of :data:`DATASETS`.
         data_dir: where it lives (not needed for ``"digits"``).
-        cache_dir: cache of decoded image folders; None for ``$HASHRET_CACHE`` or
+        cache_dir: cache of decoded image folders and fine-grained sets; None for ``$HASHRET_CACHE`` or
             ``~/.cache/hashret``, False to decode every time. The other formats are fast to
             read and never cached.
         seed: seed of the stratified split (digits, unsplit folders).
         test_fraction: share of each class in the test set (digits, unsplit folders).
         on_bad_image: ``"error"`` or ``"skip"`` for unreadable images in a folder.
-        size: resize folder images to ``(h, w)`` (or a square side); folders only.
+        size: resize images to ``(h, w)`` (or a square side); folders and fine-grained sets only.
 
     Returns:
         a :class:`DatasetSplits` whose ``name`` is ``name``.
@@ -117,4 +126,8 @@ def load_dataset(
         if size is not None and path.is_dir() and find_batch_dir(path) is not None:
             raise ValueError("CIFAR-10 pickles are 32x32 as shipped: drop the image size option")
         return _load_cifar10(path, **folder_options)
+    if name == "cub200":
+        return read_cub200(path, size=size, on_bad_image=on_bad_image, cache_dir=cache_dir)
+    if name == "dogs":
+        return read_dogs(path, size=size, on_bad_image=on_bad_image, cache_dir=cache_dir)
     return read_image_folder(path, **folder_options)  # type: ignore[arg-type]

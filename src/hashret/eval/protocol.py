@@ -74,6 +74,20 @@ PROTOCOLS: dict[str, Protocol] = {
             f"the database size, {_TIES}"
         ),
     ),
+    "cub200": Protocol(
+        name="cub200",
+        description=(
+            "seed (DNNH) protocol: the 5,794 CUB-200-2011 test images query the 5,994 "
+            f"training images; full-ranking mAP and mAP@1000, {_TIES}"
+        ),
+    ),
+    "dogs": Protocol(
+        name="dogs",
+        description=(
+            "seed (DNNH) protocol: the 8,580 Stanford Dogs test images query the 12,000 "
+            f"training images; full-ranking mAP and mAP@1000, {_TIES}"
+        ),
+    ),
     "folder": Protocol(
         name="folder",
         description=(
