@@ -31,7 +31,7 @@ from hashret.search import SearchResult
 from hashret.training.checkpoint import load_model
 
 #: The exact scan backend the CLI uses unless told otherwise.
-DEFAULT_BACKEND = "faiss-flat"
+DEFAULT_BACKEND = "popcount"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 #: Keep a PNG copy of each image in the index when its sides are at most this (px).
 THUMBNAIL_MAX_SIDE = 64
@@ -276,3 +276,66 @@ def describe_results(store: IndexStore, result: SearchResult) -> list[dict[str, 
         for r, (i, h, e, m) in enumerate(zip(result.indices, result.hamming, result.euclidean, metas,
                                              strict=True))
     ]
+
+
+#: Thumbnails made by :func:`add_images` have their longer side at most this (px).
+THUMBNAIL_SIDE = 128
+
+
+def thumbnail_png(image: np.ndarray, max_side: int = THUMBNAIL_SIDE) -> bytes:
+    """PNG bytes of a ``uint8[h, w, c]`` image, shrunk (aspect kept) so its longer side is at
+    most ``max_side``; smaller images are kept as they are."""
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return _png(image)
+    from PIL import Image
+
+    img = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def add_images(store: IndexStore, model: IndexModel, images: np.ndarray | Sequence[np.ndarray],
+               sources: Sequence[str], *, label: str | None = None,
+               extra: Sequence[dict[str, Any]] | None = None,
+               thumbnail_side: int | None = THUMBNAIL_SIDE) -> np.ndarray:
+    """Encode decoded images with the index's model and add them in ONE commit.
+
+    Every added item keeps a PNG thumbnail of its model input (longer side at most
+    ``thumbnail_side``; ``None`` keeps none), so an index that serves images only ever
+    serves its own stored copies. Either all images are added or (on any error) none.
+
+    Args:
+        store: an index open for writing.
+        model: the index's model (:func:`load_index_model`).
+        images: ``uint8[n, h, w, c]`` at the index's image shape (``model.read`` gives one).
+        sources: one description per image (a file name, an upload name); stored as text.
+        label: class name of every image (label index when the model knows the class).
+        extra: optional JSON-serialisable fields per image.
+
+    Returns:
+        ``int64[n]`` the new ids, in order.
+
+    Raises:
+        ValueError: images of another shape or dtype, or counts that do not match.
+    """
+    imgs = np.stack(list(images)) if not isinstance(images, np.ndarray) else images
+    if imgs.ndim != 4 or imgs.dtype != np.uint8 or tuple(imgs.shape[1:]) != tuple(model.image_shape):
+        raise ValueError(f"images must be uint8 [n, {', '.join(map(str, model.image_shape))}] (the "
+                         f"index's image shape; decode with model.read), got {imgs.dtype} {imgs.shape}")
+    if len(sources) != len(imgs) or (extra is not None and len(extra) != len(imgs)):
+        raise ValueError(f"{len(imgs)} images but {len(sources)} sources"
+                         + (f" and {len(extra)} extra records" if extra is not None else "")
+                         + ": give one per image")
+    if len(imgs) == 0:
+        return np.zeros(0, np.int64)
+    label_idx = model.classes.index(label) if label in model.classes else -1
+    items = [
+        ItemMeta(str(src), label_idx, label, dict(extra[i]) if extra is not None else {},
+                 image=thumbnail_png(imgs[i], thumbnail_side) if thumbnail_side else None)
+        for i, src in enumerate(sources)
+    ]
+    enc = model.encode(imgs)
+    return store.add(enc.codes, enc.features, items)

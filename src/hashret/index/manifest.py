@@ -107,7 +107,7 @@ class Manifest:
     feature_dim: int
     feature_storage: str = "float16"
     stored_dim: int = 0
-    backend: str = "faiss-flat"
+    backend: str = "popcount"
     model: dict[str, Any] = field(default_factory=dict)
     generation: int = 0
     next_id: int = 0

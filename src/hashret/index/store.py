@@ -85,7 +85,7 @@ class IndexStore:
     # ------------------------------------------------------------------ creation
     @classmethod
     def create(cls, root: str | Path, *, bits: int, feature_dim: int, feature_storage: str = "float16",
-               pca_dim: int | None = None, backend: str = "faiss-flat", model: dict[str, Any] | None = None,
+               pca_dim: int | None = None, backend: str = "popcount", model: dict[str, Any] | None = None,
                model_file: str | Path | None = None, overwrite: bool = False) -> IndexStore:
         """Create an empty index directory and open it for writing.
 
