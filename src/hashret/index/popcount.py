@@ -89,7 +89,7 @@ class PopcountIndex(HammingIndex):
         dist = np.empty((len(queries), k), dtype=np.int32)
         idx = np.empty((len(queries), k), dtype=np.int64)
         kernels = _kernels()
-        with _threads(self.threads):
+        with _threads(self.threads, dynamic=len(queries) > kernels.QUERY_BLOCK):
             kernels.top_k(db.reshape(-1), len(db), self._query_words(queries), self._word_tuple(),
                           k, self.dim, dist, idx)
         return dist, idx
@@ -103,7 +103,7 @@ class PopcountIndex(HammingIndex):
         qw = self._query_words(queries)
         hist = np.zeros((len(queries), self.dim + 1), dtype=np.int64)  # [q, distance]
         kernels = _kernels()
-        with _threads(self.threads):
+        with _threads(self.threads, dynamic=len(queries) > 1):
             kernels.range_count(db.reshape(-1), len(db), qw, self._word_tuple(), radii, hist)
             lims = np.zeros(len(queries) + 1, dtype=np.int64)
             np.cumsum(hist.sum(axis=1), out=lims[1:])
@@ -137,18 +137,20 @@ def _kernels() -> ModuleType:
 class _threads:
     """Context manager: numba uses ``n`` threads inside (``None``: all), the previous count after.
 
-    Inside, parallel loops hand out their iterations one at a time (dynamic scheduling:
-    on a machine shared with other work, a static split waits for the slowest thread).
+    ``dynamic``: parallel loops hand out their iterations one at a time inside (on a
+    machine shared with other work, a static split waits for the slowest thread); worth
+    its scheduling cost (tens of microseconds) only when there are several iterations.
     """
 
-    def __init__(self, n: int | None) -> None:
+    def __init__(self, n: int | None, *, dynamic: bool = False) -> None:
         self.numba = _numba()
         self.n = self.numba.config.NUMBA_NUM_THREADS if n is None else n
+        self.chunksize = 1 if dynamic else 0  # 0: numba's default static split
 
     def __enter__(self) -> None:
         self.previous = self.numba.get_num_threads()
         self.numba.set_num_threads(self.n)
-        self.previous_chunksize = self.numba.set_parallel_chunksize(1)
+        self.previous_chunksize = self.numba.set_parallel_chunksize(self.chunksize)
 
     def __exit__(self, *exc: object) -> None:
         self.numba.set_parallel_chunksize(self.previous_chunksize)
