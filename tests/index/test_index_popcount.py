@@ -63,13 +63,15 @@ def test_small_databases(n, tied_codes):
 
 @pytest.mark.parametrize("bits", [16, 64, 200])
 def test_heavy_ties_and_the_overflow_pass(bits):
-    # 6 patterns in 40,000 codes: about 6,700 codes at each distance a query sees, more hits than
-    # the 4 k + 4096 buffer holds for small k, so the placement recomputes the chunks instead
+    # 6 patterns in 40,000 codes: about 6,700 codes at each distance a query sees. Every chunk's
+    # minimum is the nearest pattern's distance, so for k up to the 625 chunks the bound stops
+    # the rescan after k codes at that distance; beyond 625 the bound is the code length, every
+    # code is a hit, more than the 4 k + 4096 buffer holds, and the placement recomputes instead.
     db, q = few_distinct(bits, 40_000, bits, distinct=6)
     fast, ref = both(bits, db)
-    for k in (1, 10, 500, 6000, 7000, 20_000):
+    for k in (1, 10, 500, 1000, 6000, 7000, 20_000):
         assert_same_search(fast, ref, q, k)
-    assert 6_000 > 4 * 10 + kernels.MIN_HIT_BUFFER  # the overflow pass really ran for k = 10
+    assert 1000 > 40_000 // kernels.CHUNK and 40_000 > 4 * 7000 + kernels.MIN_HIT_BUFFER
 
 
 def test_random_codes_where_the_chunk_bound_prunes(rng, random_codes):
