@@ -11,12 +11,14 @@ from hashret.index.faiss_hash import FaissHashIndex
 from hashret.index.faiss_ivf import FaissIVFIndex
 from hashret.index.faiss_multihash import FaissMultiHashIndex
 from hashret.index.flat import FlatIndex
+from hashret.index.milvus import MilvusIndex
 from hashret.index.popcount import PopcountIndex
 
 INDEXES: dict[str, type[HammingIndex]] = {
     cls.name: cls
     for cls in (FlatIndex, FaissFlatIndex, FaissHashIndex, FaissMultiHashIndex, FaissIVFIndex, PopcountIndex)
 }
+INDEXES[MilvusIndex.name] = MilvusIndex  # needs pymilvus: pip install 'hashret[milvus]'
 
 
 def register_index(cls: type[HammingIndex]) -> type[HammingIndex]:
