@@ -198,6 +198,14 @@ def _index_info(a: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(a: argparse.Namespace) -> int:
+    from hashret.serve import serve
+
+    serve(a.index_dir, host=a.host, port=a.port, read_only=a.read_only,
+          max_upload_bytes=int(a.max_upload_mb * (1 << 20)), log_level=a.log_level)
+    return 0
+
+
 def _download(a: argparse.Namespace) -> int:
     from hashret.data import download_cifar10, download_mnist
 
@@ -289,6 +297,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_index_parser(sub)
 
+    p = sub.add_parser("serve", help="HTTP API and web page for query-by-image over an index")
+    p.add_argument("index_dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this "
+                                                      "machine only; the service has no authentication)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--read-only", action="store_true",
+                   help="do not take the index's writer lock (POST /items refused; other writers' "
+                        "commits are picked up)")
+    p.add_argument("--max-upload-mb", type=float, default=16.0, help="largest request body (413 above)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="uvicorn's log level (warning: no line per request)")
+    p.set_defaults(func=_serve)
+
     p = sub.add_parser("download", help="fetch MNIST or CIFAR-10 (python version) from the web")
     p.add_argument("dataset", choices=["mnist", "cifar10"])
     p.add_argument("--out", required=True, help="folder to put the files in")
@@ -351,7 +372,7 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _train, "encode": _encode, "evaluate": _evaluate, "search": _search,
-    "download": _download, "demo": _demo, "index": lambda a: a.func(a),
+    "download": _download, "demo": _demo, "serve": _serve, "index": lambda a: a.func(a),
 }
 
 

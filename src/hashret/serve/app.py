@@ -1,0 +1,193 @@
+"""The HTTP app: search by image or by item, item lookup and images, add, health, stats, and
+the web page, over a :class:`hashret.serve.retriever.Retriever`.
+
+The app is thin: every route validates its parameters, calls the retriever, and turns the
+result into a response model of :mod:`hashret.serve.schemas` (so ``/openapi.json`` describes
+every request and response, and a client can be generated from it). Errors are JSON
+(:mod:`hashret.serve.errors`).
+
+    app = create_app(store, load_index_model(store))   # then: uvicorn.run(app, host="127.0.0.1")
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the routes' annotations at run
+# time, and `k`'s bound (max_k) is a local of create_app.
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from hashret import __version__
+from hashret.index.store import IndexStore
+from hashret.indexing import IndexModel
+from hashret.serve.errors import BadRequest, install_error_handlers
+from hashret.serve.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, BodySizeLimit
+from hashret.serve.retriever import Outcome, Retriever, Upload, code_strings
+from hashret.serve.schemas import (
+    AddResponse,
+    ErrorResponse,
+    Health,
+    Hit,
+    Item,
+    QueryCode,
+    SearchResponse,
+    Stats,
+)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+#: Default largest k a search may ask for.
+DEFAULT_MAX_K = 1000
+#: Default largest Hamming candidate pool a search may ask for.
+DEFAULT_MAX_CANDIDATES = 20000
+#: Largest number of images one POST /items may add.
+DEFAULT_MAX_ADD_FILES = 64
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text} for code, text in {
+        400: "an upload that is empty, not an image, or truncated",
+        404: "unknown or removed item",
+        413: "request body or image over the size limit",
+        422: "invalid parameters (k out of range, an id that is not a number, ...)",
+    }.items()
+}
+# The page is served with this policy: only its own scripts, styles and images (plus the
+# object URLs of the image the user picked).
+_PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+             "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+_NAME_CHARS = re.compile(r"[^\w.\- ()\[\]+,@]")
+
+
+def _clean_name(name: str | None) -> str:
+    """An upload's file name as stored text: printable, at most 200 characters, never a path."""
+    base = (name or "upload").replace("\\", "/").rsplit("/", 1)[-1]
+    return _NAME_CHARS.sub("_", base)[:200] or "upload"
+
+
+def _image_type(data: bytes) -> str:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    return "application/octet-stream"
+
+
+def create_app(store: IndexStore, model: IndexModel, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               max_pixels: int = DEFAULT_MAX_PIXELS, max_k: int = DEFAULT_MAX_K,
+               max_candidates: int = DEFAULT_MAX_CANDIDATES, max_add_files: int = DEFAULT_MAX_ADD_FILES,
+               refresh_seconds: float = 2.0) -> FastAPI:
+    """The retrieval service over an open index and its model.
+
+    Args:
+        store: an open index; open it writable for ``POST /items`` (otherwise that route
+            answers 403). The app does not close it.
+        model: the index's model (:func:`hashret.indexing.load_index_model`).
+        max_upload_bytes: largest request body (413 above it, before it is read).
+        max_pixels: largest image (width x height) decoded (413 above it).
+        max_k: largest ``k`` a search may ask for (422 above it).
+        max_candidates: largest coarse-stage pool (``candidates``) a search may ask for.
+        max_add_files: most images one ``POST /items`` may add (422 above it).
+        refresh_seconds: a read-only index picks up other processes' commits this often.
+
+    Returns:
+        a FastAPI app; serve it with ``uvicorn.run(app, host="127.0.0.1", port=...)``.
+    """
+    retriever = Retriever(store, model, max_pixels=max_pixels, refresh_seconds=refresh_seconds)
+    app = FastAPI(
+        title="hashret retrieval service", version=__version__,
+        description=("Query-by-image over a hashret index: deep binary hash codes searched by Hamming "
+                     "distance, optionally re-ranked by Euclidean distance on the float features "
+                     "(hierarchical search). Every error is JSON: {detail, status}."),
+    )
+    app.state.retriever = retriever
+    app.add_middleware(BodySizeLimit, max_bytes=max_upload_bytes)
+    install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    def base(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    def item_model(request: Request, d: dict[str, Any]) -> dict[str, Any]:
+        url = f"{base(request)}/items/{d['id']}"
+        return {**{k: v for k, v in d.items() if k != "has_image"}, "url": url,
+                "image_url": f"{url}/image" if d["has_image"] else None}
+
+    def search_response(request: Request, out: Outcome, k: int, rerank: bool) -> SearchResponse:
+        bits, hexa = code_strings(out.code, store.bits)
+        return SearchResponse(
+            query=QueryCode(id=out.query_id, bits=store.bits, code=bits, code_hex=hexa), k=k, rerank=rerank,
+            results=[Hit(**item_model(request, h)) for h in out.hits], took_ms=round(out.took_ms, 3))
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        headers = {"Content-Security-Policy": _PAGE_CSP, "X-Content-Type-Options": "nosniff"}
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=headers)
+
+    @app.get("/health", response_model=Health, tags=["service"], summary="Liveness and item count")
+    def health() -> Health:
+        return Health(status="ok", items=retriever.count())
+
+    @app.get("/stats", response_model=Stats, tags=["service"],
+             summary="What is served: items, bits, model, backend")
+    def stats() -> Stats:
+        return Stats(**retriever.stats(), max_k=max_k, max_upload_bytes=max_upload_bytes)
+
+    @app.post("/search", response_model=SearchResponse, responses=_ERRORS, tags=["search"],
+              summary="The k items nearest to an uploaded image or to an indexed item")
+    def search(
+        request: Request,
+        image: Annotated[UploadFile | None, File(description="query image (PNG, JPEG, ...)")] = None,
+        id: Annotated[int | None, Form(ge=0, description="search by this indexed item instead")] = None,  # noqa: A002
+        k: Annotated[int, Form(ge=1, le=max_k, description="results wanted")] = 10,
+        rerank: Annotated[bool, Form(description="re-rank the Hamming candidates by Euclidean "
+                                                 "distance on the float features")] = False,
+        candidates: Annotated[int | None, Form(ge=1, le=max_candidates, description=(
+            "coarse stage: the top-N items by Hamming distance (ties by id); default k, or "
+            "max(k, 1000) with rerank"))] = None,
+        radius: Annotated[int | None, Form(ge=0, le=store.bits, description=(
+            "coarse stage: every item within this Hamming distance, instead of candidates"))] = None,
+    ) -> SearchResponse:
+        if (image is None) == (id is None):
+            raise BadRequest("give exactly one of 'image' (an uploaded file) or 'id' (an indexed item)")
+        if candidates is not None and radius is not None:
+            raise BadRequest("give at most one of 'candidates' and 'radius' (the coarse stage's pool)")
+        pool = {"candidates": candidates, "radius": radius}
+        if image is not None:
+            upload = Upload(image.file.read(), _clean_name(image.filename))
+            out = retriever.search_image(upload, k=k, rerank=rerank, **pool)
+        else:
+            out = retriever.search_id(int(id), k=k, rerank=rerank, **pool)
+        return search_response(request, out, k, rerank)
+
+    @app.get("/items/{item_id}", response_model=Item, responses=_ERRORS, tags=["items"],
+             summary="An indexed item's metadata")
+    def get_item(request: Request, item_id: Annotated[int, PathParam(ge=0)]) -> Item:
+        return Item(**item_model(request, retriever.item(item_id)))
+
+    @app.get("/items/{item_id}/image", responses={
+        200: {"content": {"image/png": {}, "image/jpeg": {}},
+              "description": "the index's stored copy of the image"}, **_ERRORS},
+             response_class=Response, tags=["items"], summary="An indexed item's stored image")
+    def get_item_image(item_id: Annotated[int, PathParam(ge=0)]) -> Response:
+        data = retriever.item_image(item_id)
+        return Response(data, media_type=_image_type(data),
+                        headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
+
+    @app.post("/items", response_model=AddResponse, status_code=201, tags=["items"],
+              responses={**_ERRORS, 403: {"model": ErrorResponse, "description": "index opened read-only"}},
+              summary="Add uploaded images to the index (one commit: all or none)")
+    def add_items(
+        request: Request,
+        images: Annotated[list[UploadFile], File(description="image files to add")],
+        label: Annotated[str | None, Form(max_length=200, description="class name of every image")] = None,
+    ) -> AddResponse:
+        if len(images) > max_add_files:
+            raise BadRequest(f"{len(images)} images in one request; at most {max_add_files}: split them")
+        uploads = [Upload(f.file.read(), _clean_name(f.filename)) for f in images]
+        ids = retriever.add(uploads, label=label or None)
+        items = [Item(**item_model(request, retriever.item(i))) for i in ids]
+        return AddResponse(ids=ids, items=items, count=retriever.count())
+
+    return app

@@ -1,0 +1,238 @@
+"""A thread-safe retriever over one open index and its model: what the HTTP app calls.
+
+:class:`IndexStore` is not thread-safe, and the web server answers requests on a pool of
+threads, so every use of the store is serialised by one lock (a search takes
+milliseconds), and encoding by another (so a search runs while another query encodes).
+Decoding uploads needs no lock. An index opened read-only is refreshed (at most every
+``refresh_seconds``) so that adds committed by another process become visible.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hashret.codes import unpack
+from hashret.data.image import BadImageError
+from hashret.index.store import IndexStore
+from hashret.indexing import THUMBNAIL_SIDE, IndexModel, add_images
+from hashret.search import SearchResult
+from hashret.serve.errors import BadRequest, BadUpload, NotFound, ReadOnly
+from hashret.serve.limits import DEFAULT_MAX_PIXELS, check_pixels
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file: its bytes and the name the client gave it (stored as text only)."""
+
+    data: bytes
+    name: str = "upload"
+
+
+@dataclass
+class Outcome:
+    """The answer to one query: the code searched with and the hits, nearest first."""
+
+    query_id: int | None
+    code: np.ndarray  # uint8[nbytes] packed
+    hits: list[dict[str, Any]] = field(default_factory=list)
+    took_ms: float = 0.0
+
+
+def code_strings(code: np.ndarray, bits: int) -> tuple[str, str]:
+    """``('0101...', 'a3...')``: a packed code as bits (bit 0 first) and as hexadecimal bytes."""
+    b = unpack(np.asarray(code, np.uint8)[None], bits)[0]
+    return "".join("1" if v else "0" for v in b), bytes(np.asarray(code, np.uint8)).hex()
+
+
+class Retriever:
+    """Search by image or by item, item lookup and add, over one index, from many threads.
+
+    Args:
+        store: an open index (writable for :meth:`add`).
+        model: the index's model (:func:`hashret.indexing.load_index_model`).
+        max_pixels: largest image (width x height) decoded.
+        refresh_seconds: a read-only store looks for other processes' commits at most this often.
+        thumbnail_side: longer side of the thumbnail stored for each added image.
+    """
+
+    def __init__(self, store: IndexStore, model: IndexModel, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 refresh_seconds: float = 2.0, thumbnail_side: int = THUMBNAIL_SIDE) -> None:
+        if model.bits != store.bits:
+            raise ValueError(f"the model makes {model.bits}-bit codes, the index holds {store.bits}-bit "
+                             "codes: load the index's own model (load_index_model(store))")
+        self.store = store
+        self.model = model
+        self.max_pixels = int(max_pixels)
+        self.refresh_seconds = float(refresh_seconds)
+        self.thumbnail_side = int(thumbnail_side)
+        self._store_lock = threading.RLock()
+        self._model_lock = threading.Lock()
+        self._last_refresh = time.monotonic()
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def writable(self) -> bool:
+        return self.store.writable
+
+    def _refresh(self) -> None:
+        """Called with the store lock held."""
+        if self.store.writable or time.monotonic() - self._last_refresh < self.refresh_seconds:
+            return
+        self._last_refresh = time.monotonic()
+        self.store.refresh()
+
+    def decode(self, upload: Upload) -> np.ndarray:
+        """``uint8[h, w, c]`` at the index's image shape.
+
+        Raises:
+            BadUpload: an empty file, not an image, or a truncated one.
+            TooLarge: more than ``max_pixels`` pixels.
+        """
+        if not upload.data:
+            raise BadUpload(f"{upload.name!r} is empty (0 bytes): upload an image file (PNG, JPEG, ...)")
+        check_pixels(upload.data, self.max_pixels)
+        try:
+            return self.model.read(upload.data)
+        except BadImageError as e:
+            msg = str(e).split(";")[0].replace("<image bytes>", repr(upload.name))
+            msg = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", msg)
+            raise BadUpload(f"{msg}: upload a complete image file (PNG, JPEG, ...)") from e
+
+    def _encode(self, images: np.ndarray):  # -> hashret.encode.Encoded
+        with self._model_lock:
+            return self.model.encode(images)
+
+    def _ids_with_image(self, ids: list[int]) -> set[int]:
+        """Those of ``ids`` whose stored copy of the image exists (store lock held)."""
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = self.store.meta.conn.execute(
+            f"SELECT id FROM items WHERE id IN ({marks}) AND image IS NOT NULL", ids)
+        return {int(r[0]) for r in rows}
+
+    def _describe(self, ids: list[int]) -> list[dict[str, Any]]:
+        """Metadata dicts of live ids (store lock held); KeyError for unknown ones."""
+        metas = self.store.get_items(ids)
+        with_image = self._ids_with_image(ids)
+        return [{"id": i, "label": int(m.label), "class_name": m.class_name, "source": m.source,
+                 "extra": dict(m.extra or {}), "has_image": i in with_image}
+                for i, m in zip(ids, metas, strict=True)]
+
+    def _hits(self, result: SearchResult) -> list[dict[str, Any]]:
+        ids = [int(i) for i in result.indices]
+        hits = self._describe(ids)
+        for r, (h, ham, euc) in enumerate(zip(hits, result.hamming, result.euclidean, strict=True)):
+            h.update(rank=r + 1, hamming=int(ham), euclidean=None if np.isnan(euc) else float(euc))
+        return hits
+
+    def _check_searchable(self) -> None:
+        if len(self.store) == 0:
+            raise NotFound("the index is empty: add images first (POST /items or `hashret index add`)")
+
+    # ------------------------------------------------------------------ queries
+    def search_image(self, upload: Upload, *, k: int, rerank: bool, candidates: int | None = None,
+                     radius: int | None = None) -> Outcome:
+        """Decode, encode and search one uploaded image (``candidates`` / ``radius``: the coarse
+        stage's pool, as in :meth:`IndexStore.search`)."""
+        t0 = time.perf_counter()
+        image = self.decode(upload)
+        enc = self._encode(image[None])
+        with self._store_lock:
+            self._refresh()
+            self._check_searchable()
+            result = self.store.search(enc.codes, enc.features, k, rerank=rerank, candidates=candidates,
+                                       radius=radius)[0]
+            hits = self._hits(result)
+        return Outcome(None, enc.codes[0], hits, (time.perf_counter() - t0) * 1e3)
+
+    def search_id(self, item_id: int, *, k: int, rerank: bool, candidates: int | None = None,
+                  radius: int | None = None) -> Outcome:
+        """Search by an indexed item's stored code and features."""
+        t0 = time.perf_counter()
+        with self._store_lock:
+            self._refresh()
+            try:
+                code, feats = self.store.item_vectors(item_id)
+            except KeyError:
+                raise NotFound(f"no item with id {item_id} in the index (unknown or removed)") from None
+            result = self.store.search(code[None], feats[None], k, rerank=rerank, candidates=candidates,
+                                       radius=radius, features_stored=True)[0]
+            hits = self._hits(result)
+        return Outcome(item_id, code, hits, (time.perf_counter() - t0) * 1e3)
+
+    def item(self, item_id: int) -> dict[str, Any]:
+        """An item's metadata (``has_image`` tells whether a copy of its image is stored).
+
+        Raises:
+            NotFound: unknown or removed id.
+        """
+        with self._store_lock:
+            self._refresh()
+            try:
+                return self._describe([int(item_id)])[0]
+            except KeyError:
+                raise NotFound(f"no item with id {item_id} in the index (unknown or removed)") from None
+
+    def item_image(self, item_id: int) -> bytes:
+        """The index's own stored copy of an item's image (never a file named by a request).
+
+        Raises:
+            NotFound: unknown or removed id, or the index keeps no image of it.
+        """
+        with self._store_lock:
+            self._refresh()
+            try:
+                meta = self.store.get_items([int(item_id)], image=True)[0]
+            except KeyError:
+                raise NotFound(f"no item with id {item_id} in the index (unknown or removed)") from None
+        if not meta.image:
+            raise NotFound(f"the index keeps no image of item {item_id} (built without thumbnails)")
+        return meta.image
+
+    def add(self, uploads: list[Upload], *, label: str | None = None) -> list[int]:
+        """Decode every upload, then add them all in one commit; on any error nothing is added.
+
+        Raises:
+            ReadOnly: the index was opened read-only.
+            BadUpload / TooLarge: an upload that cannot be added (named); nothing is added.
+        """
+        if not self.writable:
+            raise ReadOnly("the server opened the index read-only: restart `hashret serve` without "
+                           "--read-only to add images")
+        if not uploads:
+            raise BadRequest("no images: send one or more files in the form field 'images'")
+        images = np.stack([self.decode(u) for u in uploads])  # all decoded before anything is written
+        sources = [f"upload:{u.name}" for u in uploads]
+        with self._store_lock:
+            with self._model_lock:
+                ids = add_images(self.store, self.model, images, sources, label=label,
+                                 thumbnail_side=self.thumbnail_side)
+        return [int(i) for i in ids]
+
+    def count(self) -> int:
+        with self._store_lock:
+            self._refresh()
+            return len(self.store)
+
+    def stats(self) -> dict[str, Any]:
+        """Items, bits, backend, model identity, generation, writability."""
+        with self._store_lock:
+            self._refresh()
+            m = self.store.manifest
+            cfg = m.model.get("config") or {}
+            return {
+                "items": len(self.store), "bits": m.bits, "backend": m.backend,
+                "feature_storage": m.feature_storage, "generation": m.generation,
+                "writable": self.store.writable,
+                "model": {"sha256": m.model.get("sha256"), "method": cfg.get("method"),
+                          "backbone": cfg.get("backbone"), "bits": cfg.get("bits"),
+                          "classes": list(self.model.classes),
+                          "image_shape": list(self.model.image_shape)},
+            }
