@@ -43,6 +43,14 @@ bench-scan: $(STAMP)
 bench-cost: $(STAMP)
 	$(BIN)/python benchmarks/cost.py
 
+# load test of `hashret serve` (README "Serving"): 32 clients for 30 s on a 100k-item MNIST index built
+# once from bench-mnist's 48-bit run into runs/load-mnist-100k; also the README's screenshot (about 4 minutes)
+LOAD_RUN ?= runs/bench/mnist-48
+.PHONY: bench-load
+bench-load: $(STAMP)
+	nice -n 5 $(BIN)/python benchmarks/load.py --run $(LOAD_RUN) --data-dir $(DATA)/mnist \
+		--index runs/load-mnist-100k --screenshot docs/serve.png
+
 bench: bench-mnist bench-cifar10
 
 clean:
