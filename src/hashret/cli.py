@@ -32,7 +32,22 @@ def _train(a: argparse.Namespace) -> int:
 def _encode(a: argparse.Namespace) -> int:
     from hashret.run import encode_run, open_run
 
+    if a.merge_shards:
+        from hashret.shards import merge_run_shards
+
+        for name, enc in merge_run_shards(a.run_dir).items():
+            print(f"{name}: merged {enc.meta['merged_from']['shards']} shards, {len(enc)} items "
+                  f"-> {Path(a.run_dir) / 'encodings' / name}")
+        return 0
     run = open_run(a.run_dir)
+    if a.shard:
+        from hashret.shards import Shard, encode_shard
+
+        folders = encode_shard(run, Shard.parse(a.shard), data_dir=a.data_dir, cache_dir=a.cache_dir,
+                               progress=not a.quiet)
+        for name, folder in folders.items():
+            print(f"{name}: shard {a.shard} -> {folder}")
+        return 0
     out = encode_run(run, data_dir=a.data_dir, cache_dir=a.cache_dir, progress=not a.quiet)
     for name, enc in out.items():
         print(f"{name}: {len(enc)} items -> {run.encodings_dir(name)}")
@@ -142,6 +157,24 @@ def _reusable_encodings(run, split: str, source: str, n: int):  # noqa: ANN001, 
         print(f"reusing the run's database encodings ({folder})", file=sys.stderr)
         return enc
     return None
+
+
+def _index_load_shards(a: argparse.Namespace) -> int:
+    from hashret.shards import load_shards_milvus, load_shards_store, open_shards
+
+    shards = open_shards(a.shards_dir)
+    if (a.out is None) == (a.milvus is None):
+        raise ValueError("give --out INDEX_DIR (an index directory) or --milvus URI (a Milvus database)")
+    if a.milvus is not None:
+        index = load_shards_milvus(shards, uri=a.milvus, token=a.token, collection=a.collection,
+                                   overwrite=a.overwrite)
+        print(f"loaded {shards.count} shards, {len(index)} items -> Milvus {a.milvus}, "
+              f"collection {a.collection}")
+        return 0
+    out = load_shards_store(shards, a.out, backend=a.backend or "faiss-flat", feature_storage=a.features,
+                            pca_dim=a.pca_dim, overwrite=a.overwrite)
+    print(f"loaded {shards.count} shards, {shards.total} items -> {out}")
+    return 0
 
 
 def _index_add(a: argparse.Namespace) -> int:
@@ -270,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("encode", help="encode the database (train) and queries (test)")
     p.add_argument("run_dir")
+    p.add_argument("--shard", metavar="I/N", help="encode only shard I of N (from 0) of each split into "
+                   "RUN/encodings/<split>.shards/ (one task of an array job); a finished shard is skipped")
+    p.add_argument("--merge-shards", action="store_true",
+                   help="join the finished shards into RUN/encodings/{database,queries}")
     _add_data_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_encode)
@@ -345,6 +382,21 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
     _add_data_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_index_build)
+
+    p = isub.add_parser("load-shards", help="bulk-load encoded shards into an index directory or Milvus "
+                                            "(resumable; visible only when complete)")
+    p.add_argument("shards_dir", help="folder of shard-i-of-n folders, e.g. RUN/encodings/database.shards")
+    p.add_argument("--out", help="index directory to create")
+    p.add_argument("--milvus", metavar="URI", help="Milvus instead: a local file.db (embedded) or "
+                                                  "http://host:19530 (server / cluster)")
+    p.add_argument("--collection", default="hashret", help="Milvus collection name (default hashret)")
+    p.add_argument("--token", help="Milvus credentials, user:password or an API key")
+    p.add_argument("--backend", default=None, help="Hamming search backend of an index directory")
+    p.add_argument("--features", default="float16", choices=["float16", "float32", "pca"],
+                   help="how an index directory stores the re-rank features (default float16)")
+    p.add_argument("--pca-dim", type=int, help="stored dimension with --features pca")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing index or collection")
+    p.set_defaults(func=_index_load_shards)
 
     p = isub.add_parser("add", help="encode image files with the index's model and add them")
     p.add_argument("index_dir")
