@@ -216,6 +216,17 @@ class Retriever:
                                  thumbnail_side=self.thumbnail_side)
         return [int(i) for i in ids]
 
+    def warm_up(self) -> float:
+        """Encode a blank image and search once, so that the first real request does not pay for
+        lazy initialisation (kernel compilation, first forward pass); returns the seconds taken."""
+        t0 = time.perf_counter()
+        enc = self._encode(np.zeros((1, *self.model.image_shape), np.uint8))
+        with self._store_lock:
+            if len(self.store):
+                self.store.search(enc.codes, enc.features, 1, rerank=True)
+                self.store.search(enc.codes, None, 1)
+        return time.perf_counter() - t0
+
     def count(self) -> int:
         with self._store_lock:
             self._refresh()

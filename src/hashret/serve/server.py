@@ -43,6 +43,7 @@ def serve(index_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAUL
     try:
         model = load_index_model(store)
         app = create_app(store, model, max_upload_bytes=max_upload_bytes)
+        app.state.retriever.warm_up()
         print(f"serving {store.root} ({len(store)} items, {store.bits} bits"
               f"{', read-only' if read_only else ''}) on http://{host}:{port}/", flush=True)
         uvicorn.run(app, host=host, port=port, log_level=log_level)
