@@ -68,7 +68,8 @@ def machine() -> dict[str, Any]:
             "avx512_vpopcntdq": "avx512_vpopcntdq" in cpu_flags(),
             "numba": numba.__version__, "numba_threads": numba.config.NUMBA_NUM_THREADS,
             "faiss": faiss.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "hashret": __version__, "date": datetime.date.today().isoformat()}
+            "hashret": __version__, "date": datetime.date.today().isoformat(),
+            "load_average_at_start": round(os.getloadavg()[0], 2)}
 
 
 def random_codes(n: int, nbytes: int, seed: int) -> np.ndarray:
@@ -201,7 +202,11 @@ def markdown(doc: dict) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores (shared with other jobs), AVX-512 VPOPCNTDQ "
         f"{'yes' if m['avx512_vpopcntdq'] else 'no'}; numba {m['numba']}, faiss {m['faiss']}, "
-        f"numpy {m['numpy']}, python {m['python']}; {m['date']}.",
+        f"numpy {m['numpy']}, python {m['python']}; numba threading layer {m['numba_threading_layer']}; "
+        f"{m['date']}. Load average (1 min) {m['load_average_at_start']} at the start, "
+        f"{m['load_average_at_end']} at the end: above the core count the other jobs take CPU time "
+        "from every figure, and more from the all-threads rows (a parallel region waits for its "
+        "slowest thread; faiss's binary top-k opens one per database block).",
         "",
         f"Database: n random codes (seed {c['seed']}); {c['queries']} random queries "
         f"({c['slow_queries']} for numpy). Each backend ran {c['rounds']} rounds, interleaved with "
@@ -263,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         storage += st
         checks[str(n)] = check
     m["numba_threading_layer"] = numba.threading_layer()
+    m["load_average_at_end"] = round(os.getloadavg()[0], 2)
     doc = {"benchmark": "scan", "machine": m,
            "config": {"bits": a.bits, "k": a.k, "queries": a.queries, "slow_queries": a.slow_queries,
                       "rounds": a.rounds, "seed": a.seed, "sizes": sorted(a.sizes),
