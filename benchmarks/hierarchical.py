@@ -29,7 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# One core for the searches: numba's pool (the popcount backend's "all threads") and BLAS
+# are sized when first imported, so this comes before any import of numpy / numba / faiss.
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BITS = 64
@@ -41,6 +46,7 @@ def set_threads(n: int) -> None:
 
     faiss.omp_set_num_threads(n)
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    assert numba.config.NUMBA_NUM_THREADS == n, "set NUMBA_NUM_THREADS before starting the benchmark"
 
 
 def cpu_name() -> str:

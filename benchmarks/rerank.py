@@ -8,6 +8,9 @@ search --rerank`` uses) and every query is answered in three ways:
 * Hamming only: top 1000 by Hamming distance, ties by database order;
 * hierarchical, top-N pool: the top N by Hamming distance re-ranked by the Euclidean
   distance of the float features (the fc7 role), top 1000 kept;
+* hierarchical + ties: the top-1000 pool widened to every item at its 1000th Hamming
+  distance (``IndexStore.search``'s default with ``rerank``: trained codes collide, and a
+  strict pool keeps only the lowest ids among the items tied at the cut);
 * hierarchical, radius pool: every item within Hamming radius r, re-ranked likewise.
 
 mAP@1000 follows the DLBHC convention (hashret.eval.metrics.average_precision_at_k;
@@ -82,10 +85,14 @@ def bench_run(run_dir: Path, work: Path, storages: list[tuple[str, int | None]])
             store.add(db.codes, db.features)
             if storage == "float32":
                 rows.append(evaluate(store, q, db.labels, label="hamming only"))
-                rows.append(evaluate(store, q, db.labels, label="hierarchical", candidates=K, rerank=True))
-                for r in (0, 2, 4):
+                rows.append(evaluate(store, q, db.labels, label="hierarchical", candidates=K, rerank=True,
+                                     ties=False))
+                for r in (0, 2):
                     rows.append(evaluate(store, q, db.labels, label="hierarchical", radius=r, rerank=True))
-            rows.append(evaluate(store, q, db.labels, label="hierarchical", candidates=5 * K, rerank=True))
+            rows.append(evaluate(store, q, db.labels, label="hierarchical + ties", candidates=K, rerank=True,
+                                 ties=True))
+            rows.append(evaluate(store, q, db.labels, label="hierarchical", candidates=5 * K, rerank=True,
+                                 ties=False))
     for row in rows:
         row |= {"run": run_dir.name, "bits": bits, "queries": len(q), "database": len(db)}
     return rows

@@ -86,6 +86,7 @@ class HierarchicalSearcher:
         candidates: int | None = None,
         radius: int | None = None,
         rerank: bool = True,
+        ties: bool = False,
     ) -> list[SearchResult]:
         """The ``k`` best database items of each query.
 
@@ -98,6 +99,11 @@ class HierarchicalSearcher:
                 (ties by database order for the exact backends), ``candidates >= 1``.
             radius: stage 1 pool = every item within Hamming distance ``radius``
                 (inclusive), ``radius >= 0``. Give exactly one of ``candidates``, ``radius``.
+            ties: with ``candidates``, widen each pool to every item at the ``N``-th
+                Hamming distance (the pool becomes the ball of that radius). Trained codes
+                collide a lot (thousands of items can share a query's exact code), and a
+                strict top-N keeps the lowest ids among them, hiding the others from the
+                re-rank; with ``ties`` the re-rank sees all of them.
             rerank: ``False`` skips stage 2 and returns the first ``k`` of the pool in
                 Hamming order (``euclidean`` is ``nan``); with ``candidates >= k`` and an
                 exact index that equals ``index.search(query_codes, k)``.
@@ -124,6 +130,9 @@ class HierarchicalSearcher:
             n_cand = check_int(candidates, "candidates", minimum=1)
             dist, idx = self.index.search(codes, n_cand)  # [q, N'] sorted (hamming, index)
             pools = [(d[i != MISSING_INDEX], i[i != MISSING_INDEX]) for d, i in zip(dist, idx, strict=True)]
+            if ties and n_cand < len(self.index):
+                radii = np.array([d[-1] if len(d) else 0 for d, _ in pools], dtype=np.int64)
+                pools = self.index.range_search(codes, radii)  # every item within the N-th distance
         else:
             r = check_int(radius, "radius", minimum=0)
             pools = self.index.range_search(codes, r)  # sorted (hamming, index)
@@ -151,6 +160,8 @@ class HierarchicalSearcher:
             ``float32[m]`` in the order of ``indices``.
         """
         q = np.asarray(query, dtype=np.float32)
+        if hasattr(self.features, "euclidean"):  # the index's own storage: a fused kernel
+            return self.features.euclidean(q, indices)
         out = np.empty(len(indices), dtype=np.float32)
         order = np.argsort(indices, kind="stable")
         for start in range(0, len(order), _BLOCK_ROWS):

@@ -111,13 +111,17 @@ def test_many_small_adds_are_merged(tmp_path):
 def test_rerank_matches_a_direct_computation(store):
     s, codes, feats = store
     q_codes, q_feats = data(4, seed=5)
-    res = s.search(q_codes, q_feats, k=10, candidates=60, rerank=True)
+    res = s.search(q_codes, q_feats, k=10, candidates=60, rerank=True, ties=False)
     d, i = reference(codes, np.ones(500, bool), q_codes, 60)
     for r, res_q in enumerate(res):
         eu = np.linalg.norm(feats[i[r]] - q_feats[r], axis=1)
         order = np.lexsort((i[r], d[r], eu))[:10]
         assert res_q.indices.tolist() == i[r][order].tolist()
         np.testing.assert_allclose(res_q.euclidean, eu[order], rtol=1e-5)
+    wide = s.search(q_codes, q_feats, k=500, candidates=60, rerank=True)  # ties: the ball of the 60th
+    d_all, i_all = reference(codes, np.ones(500, bool), q_codes, 500)
+    for r, res_q in enumerate(wide):
+        assert sorted(res_q.indices.tolist()) == sorted(i_all[r][d_all[r] <= d[r][-1]].tolist())
     radius = s.search(q_codes, q_feats, k=500, radius=3, rerank=True)
     ref = FlatIndex(BITS)
     ref.add(codes)
@@ -238,3 +242,19 @@ def test_one_writer_many_readers(store, tmp_path):
     with pytest.raises(PermissionError, match="read-only"):
         reader.add(codes[:1], feats[:1])
     reader.close()
+
+
+def test_tied_codes_all_reach_the_rerank(tmp_path):
+    """300 items share one code: a strict top-10 pool is ids 0..9; with ties it is all 300."""
+    codes = np.repeat(data(1)[0], 300, axis=0)
+    feats = np.random.default_rng(7).normal(size=(300, DIM)).astype(np.float32)
+    with IndexStore.create(tmp_path / "ix", bits=BITS, feature_dim=DIM, feature_storage="float32") as s:
+        s.add(codes, feats)
+        code, feat = s.item_vectors(250)
+        found = s.search(code[None], feat[None], k=3, candidates=10, rerank=True, features_stored=True)[0]
+        assert found.indices[0] == 250 and found.euclidean[0] == 0  # ties widen the pool by default
+        strict = s.search(code[None], feat[None], k=3, candidates=10, rerank=True, features_stored=True,
+                          ties=False)[0]
+        assert set(strict.indices.tolist()) <= set(range(10))
+        plain = s.search(code[None], k=3)[0]  # Hamming only: database order, no widening
+        assert plain.indices.tolist() == [0, 1, 2]

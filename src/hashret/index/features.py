@@ -83,7 +83,14 @@ class FeatureCodec:
             if self.pca is None:
                 raise ValueError("the PCA projection is not fitted yet (fit() on the first batch)")
             x = (x.astype(np.float32) - self.pca[0]) @ self.pca[1:].T  # [n, p]
-        return np.ascontiguousarray(x, dtype=self.dtype)
+        with np.errstate(over="ignore"):  # reported below, with the fix
+            out = np.ascontiguousarray(x, dtype=self.dtype)
+        if self.dtype == np.float16 and not np.isfinite(out).all():
+            raise ValueError(
+                "features exceed float16's range (|x| > 65504): store them as float32 "
+                "(feature_storage='float32', `--features float32`)"
+            )
+        return out
 
     def encode_query(self, features: np.ndarray) -> np.ndarray:
         """Query features in the stored space, as float32 (compared in float32)."""
@@ -106,6 +113,30 @@ class SegmentedRows:
 
     def __len__(self) -> int:
         return self.shape[0]
+
+    def euclidean(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Euclidean distances ``float32[m]`` from ``query float32[d]`` to the given rows.
+
+        Reads only those rows (numba kernels of :mod:`hashret.index._distance_kernels`;
+        float16 rows are widened exactly). Accumulates in float32, like the generic path of
+        :meth:`hashret.search.HierarchicalSearcher.euclidean_distances`.
+        """
+        from hashret.index import _distance_kernels as kern
+
+        rows = np.asarray(rows, dtype=np.int64)
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        out = np.empty(len(rows), dtype=np.float32)
+        seg = np.searchsorted(self.offsets, rows, side="right") - 1  # [m] segment of each row
+        for s in np.unique(seg):
+            sel = np.flatnonzero(seg == s) if len(self.parts) > 1 else np.arange(len(rows))
+            part, local = self.parts[s], rows[sel] - self.offsets[s]
+            res = np.empty(len(sel), dtype=np.float32)
+            if part.dtype == np.float16:
+                kern.squared_l2_f16(part.view(np.uint16), local, q, res)
+            else:
+                kern.squared_l2_f32(part, local, q, res)
+            out[sel] = res
+        return np.sqrt(out)
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)

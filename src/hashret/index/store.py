@@ -376,7 +376,7 @@ class IndexStore:
 
     def search(self, query_codes: np.ndarray, query_features: np.ndarray | None = None, k: int = 10, *,
                candidates: int | None = None, radius: int | None = None, rerank: bool = False,
-               features_stored: bool = False) -> list[SearchResult]:
+               features_stored: bool = False, ties: bool | None = None) -> list[SearchResult]:
         """Top ``k`` items per query: Hamming only, or hierarchical (``rerank=True``).
 
         Args:
@@ -390,6 +390,9 @@ class IndexStore:
             radius: coarse stage pool = every item within this Hamming distance (inclusive)
                 instead of ``candidates``.
             rerank: re-rank the pool by Euclidean distance on the stored features.
+            ties: widen a top-N pool to every item at its N-th Hamming distance (see
+                :meth:`hashret.search.HierarchicalSearcher.search`); default: with ``rerank``
+                (so an indexed image finds itself even when thousands share its code).
 
         Returns:
             one :class:`hashret.search.SearchResult` per query whose ``indices`` are item ids.
@@ -408,8 +411,10 @@ class IndexStore:
                 raise ValueError("rerank=True needs the queries' float features (query_features)")
             qf = (np.asarray(query_features, dtype=np.float32) if features_stored
                   else self._codec.encode_query(query_features))
+        if ties is None:
+            ties = rerank and candidates is not None
         results = self._searcher.search(query_codes, qf, k, candidates=candidates, radius=radius,
-                                        rerank=rerank)
+                                        rerank=rerank, ties=bool(ties and candidates is not None))
         out = []
         for r in results:
             keep = r.indices != MISSING_INDEX

@@ -1,0 +1,54 @@
+"""Stored re-rank features: codecs, the segmented view and its fused distance kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hashret.index import _distance_kernels as kern
+from hashret.index.features import FeatureCodec, SegmentedRows
+
+
+def test_half_widening_is_exact_for_every_finite_half():
+    bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    finite = bits[np.isfinite(bits.view(np.float16))]
+    out = np.empty(len(finite), np.float32)
+    kern.squared_l2_f16(finite[:, None], np.arange(len(finite)), np.zeros(1, np.float32), out)
+    np.testing.assert_array_equal(np.sqrt(out), np.abs(finite.view(np.float16).astype(np.float32)))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_segmented_distances_match_numpy(dtype):
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(size=(n, 24)).astype(dtype) for n in (5, 17, 1, 9)]
+    view = SegmentedRows(parts, 24, np.dtype(dtype))
+    full = np.concatenate(parts).astype(np.float32)
+    rows = rng.integers(0, len(full), 40)  # unsorted, repeated, across segments
+    q = rng.normal(size=24).astype(np.float32)
+    expected = np.sqrt(((full[rows] - q) ** 2).sum(axis=1))
+    np.testing.assert_allclose(view.euclidean(q, rows), expected, rtol=1e-5)
+    np.testing.assert_array_equal(view[rows], full[rows].astype(dtype))
+    assert view.euclidean(q, np.zeros(0, np.int64)).shape == (0,)
+
+
+def test_codec_refuses_features_float16_cannot_hold():
+    codec = FeatureCodec("float16", 3)
+    with pytest.raises(ValueError, match="float32"):
+        codec.encode(np.array([[1.0, 7e4, 0.0]], np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        FeatureCodec("float32", 3).encode(np.array([[1.0, np.nan, 0.0]], np.float32))
+    out = FeatureCodec("float32", 3).encode(np.ones((2, 3)))
+    np.testing.assert_array_equal(out, np.ones((2, 3), np.float32))
+
+
+def test_pca_of_full_rank_preserves_distances():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, 6)).astype(np.float32)
+    codec = FeatureCodec("pca", 6)
+    codec.fit(x, 6)
+    y = codec.encode(x).astype(np.float32)
+    d_x = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    d_y = np.linalg.norm(y[:, None] - y[None], axis=-1)
+    np.testing.assert_allclose(d_y, d_x, atol=5e-3)
+    with pytest.raises(ValueError, match="pca_dim"):
+        FeatureCodec("pca", 6).fit(x, 7)
