@@ -5,8 +5,8 @@ from hashret.data import DATASETS, load_dataset
 
 
 def test_names():
-    assert DATASETS == ("digits", "mnist", "cifar10", "folder")
-    with pytest.raises(ValueError, match="digits, mnist, cifar10, folder"):
+    assert DATASETS == ("digits", "mnist", "cifar10", "folder", "cub200", "dogs")
+    with pytest.raises(ValueError, match="digits, mnist, cifar10, folder, cub200, dogs"):
         load_dataset("imagenet", "somewhere")
 
 
