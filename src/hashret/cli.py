@@ -19,13 +19,17 @@ def _train(a: argparse.Namespace) -> int:
         batch_size=a.batch_size, lr=a.lr, seed=a.seed, val_fraction=a.val_fraction,
         image_size=a.image_size, input_size=a.input_size, threads=a.threads,
         on_bad_image=a.on_bad_image, flip=a.flip, tta_flip=a.tta_flip, device=a.device,
-        precision=a.precision, recipe=a.recipe,
+        precision=a.precision, recipe=a.recipe, method=a.method, pretrained=a.pretrained,
+        freeze_backbone=a.freeze_backbone, margin=a.margin, mining=a.mining,
+        quant_weight=a.quant_weight, classes_per_batch=a.classes_per_batch,
+        images_per_class=a.images_per_class,
     )
     res = train(cfg, a.out, resume=a.resume, overwrite=a.overwrite, cache_dir=a.cache_dir,
                 progress=not a.quiet)
     print(f"trained {res.model_config.method} ({res.model_config.backbone}, "
           f"{res.model_config.bits} bits) in {res.train_seconds:.1f}s; "
-          f"selected epoch {res.best_epoch} by validation accuracy -> {res.run_dir}")
+          f"selected epoch {res.best_epoch} by validation "
+          f"{'accuracy' if res.model_config.method == 'dlbhc' else 'mAP'} -> {res.run_dir}")
     return 0
 
 
@@ -269,12 +273,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a hashing model on a labelled image collection")
-    p.add_argument("--dataset", required=True, choices=["digits", "mnist", "cifar10", "folder"])
-    p.add_argument("--data-dir", help="dataset location (MNIST IDX folder, CIFAR-10 pickles or "
-                                      "image folder / .zip; not needed for digits)")
+    p.add_argument("--dataset", required=True,
+                   choices=["digits", "mnist", "cifar10", "folder", "cub200", "dogs"])
+    p.add_argument("--data-dir", help="dataset location (MNIST IDX folder, CIFAR-10 pickles, "
+                                      "image folder / .zip, CUB_200_2011 folder, Stanford Dogs "
+                                      "folder; not needed for digits)")
+    p.add_argument("--method", default="dlbhc", choices=["dlbhc", "triplet"],
+                   help="dlbhc: sigmoid latent layer + softmax loss; triplet: tanh codes + "
+                        "triplet ranking loss (DNNH) on class-balanced batches")
     p.add_argument("--bits", type=int, default=48, help="code length, 8..256 (default 48)")
     p.add_argument("--out", required=True, help="run directory to write")
-    p.add_argument("--backbone", help="convnet, convnet-small or lenet (default: per dataset)")
+    p.add_argument("--backbone", help="convnet, convnet-small, lenet, alexnet, resnet18, resnet50, "
+                                      "resnet18-cifar or resnet50-cifar (default: per dataset)")
+    p.add_argument("--pretrained", nargs="?", const="torchvision", metavar="PATH",
+                   help="start the backbone from ImageNet weights: a torchvision weight file, or "
+                        "no value to download torchvision's through torch.hub")
+    p.add_argument("--freeze-backbone", action="store_true",
+                   help="train only the hash head on backbone features computed once (fast on CPU)")
+    p.add_argument("--margin", type=float,
+                   help="triplet margin in bits of Hamming distance (default bits/4)")
+    p.add_argument("--mining", default="all", choices=["all", "semi-hard"],
+                   help="triplets used: all valid in-batch ones, or the semi-hard ones")
+    p.add_argument("--quant-weight", type=float, default=0.0,
+                   help="triplet method: weight of the penalty pulling tanh codes to +/-1")
+    p.add_argument("--classes-per-batch", type=int, help="triplet method: P classes per batch")
+    p.add_argument("--images-per-class", type=int, help="triplet method: K images per class")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")

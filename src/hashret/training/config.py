@@ -7,6 +7,9 @@ from typing import Any
 
 from hashret.codes import check_bits
 from hashret.device import resolve_device, resolve_precision
+from hashret.losses.triplet import MINING
+from hashret.models import METHODS
+from hashret.training.methods import get_training_method
 from hashret.training.recipes import RECIPE_DEFAULTS, RECIPES
 
 #: Per-dataset defaults: what trains well on 2 CPU cores (see benchmarks/quality.py).
@@ -15,6 +18,9 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "mnist": {"backbone": "convnet-small", "epochs": 7, "batch_size": 256, "lr": 0.2, "pad": 2},
     "cifar10": {"backbone": "convnet", "epochs": 12, "batch_size": 512, "lr": 0.4, "pad": 2},
     "folder": {"backbone": "convnet", "epochs": 20, "batch_size": 256, "lr": 0.2, "pad": 2},
+    # fine-grained sets (224 px images): ImageNet backbones, best with --pretrained
+    "cub200": {"backbone": "resnet18", "epochs": 30, "batch_size": 64, "lr": 0.01, "pad": 16},
+    "dogs": {"backbone": "resnet18", "epochs": 30, "batch_size": 64, "lr": 0.01, "pad": 16},
 }
 
 
@@ -23,7 +29,9 @@ class TrainConfig:
     """How a hashing model is trained. ``None`` fields take :data:`DATASET_DEFAULTS`.
 
     Attributes:
-        dataset: ``digits``, ``mnist``, ``cifar10`` or ``folder``.
+        dataset: ``digits``, ``mnist``, ``cifar10``, ``folder``, ``cub200`` or ``dogs``.
+        method: ``dlbhc`` or ``triplet`` (:mod:`hashret.training.methods`).
+        backbone: a registered backbone (``None``: per dataset).
         data_dir: where the dataset lives (not needed for ``digits``).
         image_size: resize folder images to this square size when reading (``None``: as stored).
         input_size: the model's input side in px (``None``: the images' size, at least 16).
@@ -38,6 +46,17 @@ class TrainConfig:
         device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:1``...
         precision: ``auto`` (bf16 autocast on CUDA and on CPUs with native bf16, else fp32),
             ``fp32`` or ``bf16``; the weights and the optimizer stay fp32.
+        pretrained: ImageNet weights for the backbone: a weight file path, or ``"torchvision"``
+            to download torchvision's file (:mod:`hashret.models.pretrained`); ``None``: from scratch.
+        freeze_backbone: keep the backbone as loaded and train only the hash head (and
+            classifier) on features computed once, without augmentation
+            (:mod:`hashret.training.frozen`).
+        margin: triplet margin in bits of Hamming distance (``None``: ``bits / 4``,
+            :func:`hashret.losses.default_margin`).
+        mining: triplet selection, ``all`` valid in-batch triplets or ``semi-hard`` ones.
+        quant_weight: weight of the triplet method's quantization penalty.
+        classes_per_batch, images_per_class: P and K of the triplet method's class-balanced
+            batches (``None``: filled so that ``P * K`` is about ``batch_size``).
     """
 
     dataset: str = "digits"
@@ -65,9 +84,29 @@ class TrainConfig:
     on_bad_image: str = "error"
     device: str = "auto"
     precision: str = "auto"
+    pretrained: str | None = None
+    freeze_backbone: bool = False
+    margin: float | None = None
+    mining: str = "all"
+    quant_weight: float = 0.0
+    classes_per_batch: int | None = None
+    images_per_class: int | None = None
 
     def __post_init__(self) -> None:
         check_bits(self.bits)
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}: choose one of {', '.join(sorted(METHODS))}")
+        if self.mining not in MINING:
+            raise ValueError(f"mining must be one of {', '.join(MINING)}, got {self.mining!r}")
+        if self.margin is not None and not self.margin > 0:
+            raise ValueError(f"margin must be a positive number of bits, got {self.margin}")
+        if not self.quant_weight >= 0:
+            raise ValueError(f"quant_weight must be >= 0, got {self.quant_weight}")
+        for name in ("classes_per_batch", "images_per_class"):
+            v = getattr(self, name)
+            if v is not None and v < 2:
+                raise ValueError(f"{name} must be >= 2 (a triplet needs two classes and a "
+                                 f"positive pair), got {v}")
         if not 0.0 <= self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -86,6 +125,8 @@ class TrainConfig:
         for k, v in {**dataset, **RECIPE_DEFAULTS[self.recipe]}.items():
             if d[k] is None:
                 d[k] = v
+        if self.lr is None:  # the defaults are DLBHC's; other losses have other gradient scales
+            d["lr"] *= get_training_method(self.method).lr_scale
         if d["flip"] is None:
             d["flip"] = natural
         d["device"] = resolve_device(d["device"])

@@ -1,8 +1,14 @@
-"""The training loop, shared by every hashing method (the loss comes from the method)."""
+"""The training loop, shared by every hashing method.
+
+What differs between methods comes from :mod:`hashret.training.methods`: the loss, the
+batch sampler (random permutation or class-balanced P x K batches) and the validation
+statistic that selects the checkpoint. What the batches are made of comes from the inputs:
+augmented pixels through the whole model (:mod:`hashret.training.inputs`), or backbone
+features cached once for a frozen backbone (:mod:`hashret.training.frozen`).
+"""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,13 +20,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hashret.codes import encode as pack_activations
 from hashret.data import DatasetSplits, ImageArray, load_dataset
 from hashret.data.splits import stratified_split
-from hashret.device import autocast
+from hashret.eval.protocol import Protocol, evaluate_codes
 from hashret.io import read_json, write_json
-from hashret.losses import HashLoss, SoftmaxLoss
-from hashret.models import ModelConfig, build_model
-from hashret.training.augment import augment
+from hashret.losses import HashLoss
+from hashret.models import ModelConfig, build_model, get_backbone_spec, load_pretrained
+from hashret.models.backbones import default_normalisation
 from hashret.training.checkpoint import (
     MODEL_FILE,
     load_resume_state,
@@ -29,6 +36,14 @@ from hashret.training.checkpoint import (
     save_resume_state,
 )
 from hashret.training.config import TrainConfig
+from hashret.training.frozen import FeatureInputs, cache_features, freeze_backbone
+from hashret.training.inputs import PixelInputs
+from hashret.training.methods import (
+    create_loss,
+    create_sampler,
+    get_training_method,
+    resolve_batches,
+)
 from hashret.training.recipes import Lookahead, make_optimizer
 from hashret.training.recipes import start_epoch as start_recipe_epoch
 from hashret.training.schedule import one_cycle
@@ -63,19 +78,17 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
     return tuple(x.mean(0).round(6).tolist()), tuple(np.maximum(x.std(0), 1e-3).round(6).tolist())
 
 
-def create_loss(cfg: TrainConfig) -> HashLoss:
-    """The loss of ``cfg.method``."""
-    if cfg.method == "dlbhc":
-        return SoftmaxLoss(cfg.label_smoothing)
-    raise ValueError(f"no loss for method {cfg.method!r}")
-
-
 def make_model_config(cfg: TrainConfig, data: DatasetSplits) -> ModelConfig:
-    """The model a training config implies for a dataset (input size, channels, statistics)."""
+    """The model a training config implies for a dataset (input size, channels, statistics).
+
+    The input side is ``cfg.input_size``, else the backbone's own (224 for the ImageNet
+    nets), else the images' (at least 16); the normalisation is the backbone's (ImageNet
+    statistics for the ImageNet nets), else the training images' own.
+    """
     train = data.train
     h, w, c = train.images.shape[1:]
-    side = cfg.input_size or max(16, h, w)
-    mean, std = channel_stats(train.images[: 20000])
+    side = cfg.input_size or get_backbone_spec(cfg.backbone).input_size or max(16, h, w)
+    mean, std = default_normalisation(cfg.backbone, c) or channel_stats(train.images[: 20000])
     return ModelConfig(
         method=cfg.method, backbone=cfg.backbone, bits=cfg.bits, num_classes=len(train.classes),
         in_channels=c, input_size=(side, side), mean=mean, std=std,
@@ -92,24 +105,37 @@ def split_validation(train: ImageArray, fraction: float, seed: int) -> tuple[Ima
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: nn.Module, loss_fn: HashLoss, images: torch.Tensor,
-                      labels: torch.Tensor, batch_size: int, cfg: TrainConfig) -> dict[str, float]:
-    """Classification loss and accuracy on ``uint8[n, c, h, w]`` images (no augmentation)."""
-    if len(images) == 0:
+def evaluate_validation(model: nn.Module, loss_fn: HashLoss, inputs: PixelInputs | FeatureInputs,
+                        labels: torch.Tensor, batch_size: int, device: str) -> dict[str, float]:
+    """Validation statistics (no augmentation).
+
+    * ``val_loss``, ``val_acc``: classification loss and accuracy (methods with a classifier);
+    * ``val_map``: full-ranking mAP of the validation codes, the even-numbered validation
+      items querying the odd-numbered ones (Hamming ties by database order).
+    """
+    if len(inputs) == 0:
         return {}
     model.eval()
     total, correct, n = 0.0, 0, 0
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(cfg.device).float().div_(255)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = labels[i:i + batch_size].to(cfg.device)
-        with autocast(cfg.device, cfg.precision):
-            out = model(x)
-        total += float(loss_fn(out, y)) * len(y)
-        correct += int((out.logits.argmax(1) == y).sum())
+    latents = []
+    for i in range(0, len(inputs), batch_size):
+        idx = torch.arange(i, min(i + batch_size, len(inputs)))
+        y = labels[idx].to(device)
+        out = inputs.forward(model, idx, train=False)
+        latents.append(out.latent.float().cpu())
+        if out.logits is not None:
+            total += float(loss_fn(out, y)) * len(y)
+            correct += int((out.logits.argmax(1) == y).sum())
         n += len(y)
-    return {"val_loss": total / n, "val_acc": correct / n}
+    stats = {"val_loss": total / n, "val_acc": correct / n} if out.logits is not None else {}
+    if n >= 2:
+        codes = pack_activations(torch.cat(latents).numpy(), float(model.threshold))
+        y_all = labels.numpy()
+        res = evaluate_codes(codes[0::2], y_all[0::2], codes[1::2], y_all[1::2],
+                             bits=model.config.bits, protocol=Protocol("validation", k=n),
+                             pk_max=1, workers=1)
+        stats["val_map"] = res["map"]
+    return stats
 
 
 def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -130,7 +156,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     """Train a hashing model and write the run directory.
 
     ``run_dir`` receives ``config.json`` (train + model config), ``model.safetensors``
-    (the epoch with the best validation accuracy), ``last.safetensors`` + ``resume.pt``
+    (the epoch with the best validation statistic of the method: accuracy for DLBHC, mAP
+    for the triplet method; the last epoch without a validation split),
+    ``last.safetensors`` + ``resume.pt``
     (to continue after an interruption with ``resume=True``) and ``history.json``.
     Training is reproducible: the same config and seed give the same weights, whether
     or not the run was interrupted and resumed (it restarts the interrupted epoch).
@@ -146,10 +174,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
+    method = get_training_method(cfg.method)
     train_set, val_set = split_validation(data.train, cfg.val_fraction, cfg.seed)
+    cfg = resolve_batches(cfg, train_set.labels)  # P x K of class-balanced batches
+    sampler = create_sampler(cfg, train_set.labels)
     torch.manual_seed(cfg.seed)
     model_cfg = make_model_config(cfg, data)
-    model = build_model(model_cfg).to(cfg.device)
+    model = build_model(model_cfg)
+    if cfg.pretrained:  # before the resume check: a resumed run's weights replace these anyway
+        load_pretrained(model.backbone, model_cfg.backbone, cfg.pretrained)
+    model.to(cfg.device)
 
     state: dict[str, Any] | None = None
     config_path = run_dir / CONFIG_FILE
@@ -172,7 +206,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     x_val = to_tensor(val_set.images)
     y_val = torch.from_numpy(val_set.labels.astype(np.int64))
 
-    if state is None and hasattr(model.backbone, "init_from_data"):
+    if state is None and not cfg.pretrained and hasattr(model.backbone, "init_from_data"):
         g = torch.Generator().manual_seed(cfg.seed)
         sample = x_train[torch.randperm(len(x_train), generator=g)[:5000]].float().div_(255)
         sample = sample.to(cfg.device)
@@ -180,11 +214,23 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
 
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    inputs: PixelInputs | FeatureInputs
+    if cfg.freeze_backbone:
+        freeze_backbone(model)
+        feats = {name: cache_features(model, x, device=cfg.device, precision=cfg.precision,
+                                      channels_last=cfg.channels_last, progress=progress)
+                 for name, x in (("train", x_train), ("val", x_val))}
+        inputs = FeatureInputs(feats["train"], cfg.precision)
+        val_inputs = FeatureInputs(feats["val"], cfg.precision)
+    else:
+        pixels = dict(device=cfg.device, precision=cfg.precision, channels_last=cfg.channels_last)
+        inputs = PixelInputs(x_train, pad=cfg.pad, flip=cfg.flip, **pixels)
+        val_inputs = PixelInputs(x_val, **pixels)
     loss_fn = create_loss(cfg)
     opt = make_optimizer(model, cfg.recipe, lr=cfg.lr, momentum=cfg.momentum,
                          weight_decay=cfg.weight_decay, batch_size=cfg.batch_size)
     lookahead = Lookahead() if cfg.recipe == "airbench" else None
-    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    steps_per_epoch = sampler.steps_per_epoch
     total_steps = steps_per_epoch * cfg.epochs
 
     history: list[dict[str, Any]] = []
@@ -203,7 +249,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
         model.train()
         start_recipe_epoch(model, cfg.recipe, epoch)
         g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        order = torch.randperm(len(x_train), generator=g)
+        batches = sampler.epoch(g)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=None if progress else True, leave=False, dynamic_ncols=True)
         run_loss, run_correct, seen = 0.0, 0, 0
@@ -211,14 +257,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
             step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * one_cycle(step, total_steps)
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            x = augment(x_train[idx].float().div_(255), pad=cfg.pad, flip=cfg.flip, generator=g)
-            x = x.to(cfg.device)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            idx = batches[i]
             y = y_train[idx].to(cfg.device)
-            with autocast(cfg.device, cfg.precision):
-                out = model(x)
+            out = inputs.forward(model, idx, train=True, generator=g)
             loss = loss_fn(out, y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -230,20 +271,24 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
             if lookahead is not None:
                 lookahead.step(model, epoch, step + 1, total_steps)
             run_loss += float(loss.detach()) * len(y)
-            run_correct += int((out.logits.argmax(1) == y).sum())
+            if out.logits is not None:
+                run_correct += int((out.logits.argmax(1) == y).sum())
             seen += len(y)
-            bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{run_correct / seen:.3f}")
+            bar.set_postfix(loss=f"{run_loss / seen:.3f}",
+                            **({"acc": f"{run_correct / seen:.3f}"} if out.logits is not None else {}))
         if lookahead is not None:
             lookahead.end_epoch(model)
-        stats = {"epoch": epoch + 1, "train_loss": run_loss / seen, "train_acc": run_correct / seen}
-        stats |= evaluate_accuracy(model, loss_fn, x_val, y_val, 1024, cfg)
+        stats = {"epoch": epoch + 1, "train_loss": run_loss / seen}
+        if out.logits is not None:
+            stats["train_acc"] = run_correct / seen
+        stats |= evaluate_validation(model, loss_fn, val_inputs, y_val, 1024, cfg.device)
         epoch_seconds = time.perf_counter() - t0
         train_seconds += epoch_seconds
         stats["seconds"] = round(epoch_seconds, 2)
         history.append(stats)
 
         # model selection on the validation split only (the last epoch when there is none)
-        score = stats.get("val_acc", epoch)
+        score = stats.get(method.select_by, epoch)
         extra = {"epoch": epoch + 1, "train_seconds": round(train_seconds, 2)}
         if score >= best_acc:
             best_acc, best_epoch = score, epoch + 1
@@ -256,10 +301,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
         write_json(run_dir / HISTORY_FILE, {"epochs": history, "best_epoch": best_epoch,
                                             "train_seconds": round(train_seconds, 2)})
         if progress:
-            val = (f"val_loss {stats['val_loss']:.3f} val_acc {stats['val_acc']:.4f}"
-                   if "val_acc" in stats else "no validation split")
-            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['train_loss']:.3f} "
-                       f"acc {stats['train_acc']:.4f} {val} ({epoch_seconds:.1f}s)")
+            shown = " ".join(f"{k} {stats[k]:.4f}" for k in ("train_acc", "val_loss", "val_acc", "val_map")
+                             if k in stats)
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['train_loss']:.3f} {shown}"
+                       f"{'' if 'val_map' in stats else ' (no validation split)'} ({epoch_seconds:.1f}s)")
         if on_epoch_end is not None:
             on_epoch_end(stats)
 
