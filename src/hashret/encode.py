@@ -17,7 +17,9 @@ from hashret.device import autocast
 class Encoded:
     """Encodings of ``n`` images.
 
-    codes: ``uint8[n, ceil(bits/8)]`` packed LSB first (:mod:`hashret.codes`).
+    codes: ``uint8[n, ceil(bits/8)]`` packed LSB first (:mod:`hashret.codes`): bit ``j`` is 1
+        where ``latent[:, j] > model.threshold`` (0.5 for DLBHC's sigmoid; 0 for the triplet
+        method's tanh, whose sign is the code, a zero activation giving bit 0, i.e. -1).
     features: ``float32[n, feature_dim]`` penultimate features (the fine re-rank's space).
     latent: ``float32[n, bits]`` the relaxed code before thresholding.
     """

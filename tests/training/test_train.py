@@ -68,3 +68,17 @@ def test_bad_options():
         TrainConfig(bits=300)
     with pytest.raises(ValueError, match="val_fraction"):
         TrainConfig(val_fraction=0.9)
+
+
+def test_resume_a_run_written_before_the_newer_options(tmp_path):
+    cfg = TrainConfig(dataset="digits", bits=12, epochs=1, backbone="lenet")
+    train(cfg, tmp_path / "r", progress=False)
+    path = tmp_path / "r" / "config.json"
+    saved = json.loads(path.read_text())
+    for key in ("pretrained", "freeze_backbone", "margin", "mining", "quant_weight",
+                "classes_per_batch", "images_per_class"):
+        del saved["train"][key]  # as hashret wrote it before the triplet method existed
+    path.write_text(json.dumps(saved))
+    res = train(TrainConfig(dataset="digits", bits=12, epochs=2, backbone="lenet"), tmp_path / "r",
+                resume=True, progress=False)
+    assert [h["epoch"] for h in res.history] == [1, 2]

@@ -189,7 +189,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     config_path = run_dir / CONFIG_FILE
     if resume and (run_dir / RESUME_FILE).exists():
         saved = read_json(config_path)
-        if saved["train"] != cfg.to_dict() | {"epochs": saved["train"]["epochs"]}:
+        # options added since the run was written take their defaults
+        before = TrainConfig.from_dict(saved["train"]).to_dict()
+        if before != cfg.to_dict() | {"epochs": saved["train"]["epochs"]}:
             raise ValueError(
                 f"--resume: {run_dir} was trained with another configuration; "
                 "resume with the same options (only --epochs may change) or choose another --out"
