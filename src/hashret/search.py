@@ -21,6 +21,8 @@ from hashret.index.base import MISSING_INDEX, HammingIndex, check_int
 # Candidate rows whose features are gathered and compared at once (bounds the float32
 # difference matrix to _BLOCK_ROWS * d * 4 bytes).
 _BLOCK_ROWS = 4096
+# A ties pool first looks this many times further than the pool size before a range search.
+_TIES_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -128,11 +130,12 @@ class HierarchicalSearcher:
         qf = self._check_query_features(query_features, len(codes)) if rerank else None
         if candidates is not None:
             n_cand = check_int(candidates, "candidates", minimum=1)
-            dist, idx = self.index.search(codes, n_cand)  # [q, N'] sorted (hamming, index)
-            pools = [(d[i != MISSING_INDEX], i[i != MISSING_INDEX]) for d, i in zip(dist, idx, strict=True)]
             if ties and n_cand < len(self.index):
-                radii = np.array([d[-1] if len(d) else 0 for d, _ in pools], dtype=np.int64)
-                pools = self.index.range_search(codes, radii)  # every item within the N-th distance
+                pools = self._pools_with_ties(codes, n_cand)
+            else:
+                dist, idx = self.index.search(codes, n_cand)  # [q, N'] sorted (hamming, index)
+                pools = [(d[i != MISSING_INDEX], i[i != MISSING_INDEX])
+                         for d, i in zip(dist, idx, strict=True)]
         else:
             r = check_int(radius, "radius", minimum=0)
             pools = self.index.range_search(codes, r)  # sorted (hamming, index)
@@ -144,6 +147,31 @@ class HierarchicalSearcher:
         return [self._rerank(q, d, i, k) for q, (d, i) in zip(qf, pools, strict=True)]
 
     # ------------------------------------------------------------------ internals
+    def _pools_with_ties(self, codes: np.ndarray, n_cand: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every item within each query's ``n_cand``-th Hamming distance ``t``.
+
+        One top-``4 * n_cand`` search usually settles it: when its last distance is above
+        ``t``, the items at distance ``<= t`` are a prefix of it. Queries whose ties run
+        past that get a range search of radius ``t``.
+        """
+        wide = min(len(self.index), _TIES_FACTOR * n_cand)
+        dist, idx = self.index.search(codes, wide)  # [q, wide] sorted (hamming, index)
+        pools: list[tuple[np.ndarray, np.ndarray]] = []
+        spill, radii = [], []
+        for r, (d, i) in enumerate(zip(dist, idx, strict=True)):
+            d, i = d[i != MISSING_INDEX], i[i != MISSING_INDEX]
+            t = d[min(n_cand, len(d)) - 1] if len(d) else 0
+            cut = int(np.searchsorted(d, t, side="right"))
+            pools.append((d[:cut], i[:cut]))
+            if cut == len(d) and wide < len(self.index):  # the ties may go on past the window
+                spill.append(r)
+                radii.append(t)
+        if spill:
+            wider = self.index.range_search(codes[spill], np.asarray(radii, dtype=np.int64))
+            for r, pool in zip(spill, wider, strict=True):
+                pools[r] = pool
+        return pools
+
     def _rerank(self, query: np.ndarray, hamming: np.ndarray, indices: np.ndarray, k: int) -> SearchResult:
         """Stage 2 for one query: ``query float32[d]``, pool ``int32[m]``, ``int64[m]``."""
         euclid = self.euclidean_distances(query, indices)

@@ -258,3 +258,22 @@ def test_tied_codes_all_reach_the_rerank(tmp_path):
         assert set(strict.indices.tolist()) <= set(range(10))
         plain = s.search(code[None], k=3)[0]  # Hamming only: database order, no widening
         assert plain.indices.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("duplicates", [1, 50])
+def test_ties_pool_is_the_ball_of_the_nth_distance(duplicates):
+    """Few ties (the top-4N window holds the ball) and many (a range search takes over)."""
+    from hashret.search import HierarchicalSearcher
+
+    rng = np.random.default_rng(duplicates)
+    codes = np.repeat(rng.integers(0, 256, (600 // duplicates, 8), dtype=np.uint8), duplicates, axis=0)
+    flat = FlatIndex(64)
+    flat.add(codes)
+    searcher = HierarchicalSearcher(flat, np.zeros((len(codes), 2), np.float32))
+    queries = rng.integers(0, 256, (6, 8), dtype=np.uint8)
+    pools = searcher.search(queries, None, k=len(codes), candidates=20, rerank=False, ties=True)
+    d20 = flat.search(queries, 20)[0][:, -1]
+    for q, res in enumerate(pools):
+        ball_d, ball_i = flat.range_search(queries[q:q + 1], int(d20[q]))[0]
+        assert res.indices.tolist() == ball_i.tolist() and res.hamming.tolist() == ball_d.tolist()
+        assert len(res) >= 20
