@@ -29,8 +29,7 @@ def random_rotation(dim: int, rng: np.random.Generator) -> np.ndarray:
 
 def quantization_loss(v: np.ndarray, rotation: np.ndarray) -> float:
     """``||sign(V R) - V R||_F^2`` with ``sign(0) = -1`` (bit 0): the ITQ objective at ``R``."""
-    z = v @ rotation
-    return float(np.sum((np.where(z > 0, 1.0, -1.0) - z) ** 2))
+    return _loss(v @ rotation)
 
 
 def itq_rotation(
@@ -49,13 +48,19 @@ def itq_rotation(
         iteration (non-increasing).
     """
     rotation = random_rotation(v.shape[1], rng)
-    losses = [quantization_loss(v, rotation)]
+    z = v @ rotation  # [n, c]
+    losses = [_loss(z)]
     for _ in range(n_iter):
-        b = np.where(v @ rotation > 0, 1.0, -1.0)  # [n, c] best codes for R
+        b = np.where(z > 0, 1.0, -1.0)  # [n, c] best codes for R
         s, _, s_tilde_t = np.linalg.svd(b.T @ v)  # B^T V = S Omega S~^T
         rotation = s_tilde_t.T @ s.T  # argmin_R ||B - V R|| over orthogonal R
-        losses.append(quantization_loss(v, rotation))
+        z = v @ rotation
+        losses.append(_loss(z))
     return rotation, np.asarray(losses)
+
+
+def _loss(z: np.ndarray) -> float:
+    return float(np.sum((np.where(z > 0, 1.0, -1.0) - z) ** 2))
 
 
 class ITQ(HashBaseline):

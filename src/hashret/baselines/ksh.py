@@ -53,17 +53,16 @@ class Residue:
     def __init__(self, onehot: np.ndarray, scale: float) -> None:
         self.onehot = onehot
         self.scale = float(scale)
-        self.codes: list[np.ndarray] = []  # the chosen h_t in {-1, 1}^l
+        self.codes = np.zeros((onehot.shape[0], 0))  # [l, t] the chosen h_t in {-1, 1}^l
 
     def add(self, h: np.ndarray) -> None:
         """``R <- R - h h^T``."""
-        self.codes.append(h)
+        self.codes = np.column_stack([self.codes, h])
 
     def __matmul__(self, v: np.ndarray) -> np.ndarray:
-        y = self.onehot
+        y, h = self.onehot, self.codes
         out = self.scale * (2.0 * (y @ (y.T @ v)) - v.sum(axis=0, keepdims=True))
-        if self.codes:
-            h = np.stack(self.codes, axis=1)  # [l, t]
+        if h.shape[1]:
             out -= h @ (h.T @ v)
         return out
 
