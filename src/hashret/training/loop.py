@@ -217,13 +217,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     inputs: PixelInputs | FeatureInputs
+    feature_seconds = 0.0  # computing the frozen backbone's features counts as training time
     if cfg.freeze_backbone:
+        t0 = time.perf_counter()
         freeze_backbone(model)
         feats = {name: cache_features(model, x, device=cfg.device, precision=cfg.precision,
                                       channels_last=cfg.channels_last, progress=progress)
                  for name, x in (("train", x_train), ("val", x_val))}
         inputs = FeatureInputs(feats["train"], cfg.precision)
         val_inputs = FeatureInputs(feats["val"], cfg.precision)
+        feature_seconds = time.perf_counter() - t0
     else:
         pixels = dict(device=cfg.device, precision=cfg.precision, channels_last=cfg.channels_last)
         inputs = PixelInputs(x_train, pad=cfg.pad, flip=cfg.flip, **pixels)
@@ -245,6 +248,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
         best_acc, best_epoch = float(state["best_acc"]), int(state["best_epoch"])
         if lookahead is not None:
             lookahead.resume(model, start_epoch)
+    train_seconds += feature_seconds
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
