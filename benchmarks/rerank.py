@@ -17,7 +17,7 @@ mAP@1000 follows the DLBHC convention (hashret.eval.metrics.average_precision_at
 lists shorter than 1000 count as if padded with non-relevant items). The feature storage
 of the index (float32, float16, PCA to 64 / 32 dims) is varied on the 48-bit runs.
 
-    python benchmarks/rerank.py --runs /tmp/bench-runs
+    python benchmarks/rerank.py --runs runs/bench     # make bench-rerank
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def write_markdown(path: Path, dataset: str, rows: list[dict], meta: dict) -> No
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", default="/tmp/bench-runs", help="folder of run directories (make bench-*)")
+    ap.add_argument("--runs", default="runs/bench", help="folder of run directories (make bench-*)")
     ap.add_argument("--datasets", nargs="+", default=["mnist", "cifar10"])
     args = ap.parse_args()
     runs = Path(args.runs)
