@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,milvus]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -55,3 +55,13 @@ bench: bench-mnist bench-cifar10
 
 clean:
 	rm -rf runs .pytest_cache
+
+# Milvus (embedded) vs faiss on 1M 64-bit codes + where to re-rank (README "Scaling out"; about 10 minutes),
+# and encoding throughput of one worker vs 2 shards in parallel; both read bench-mnist's 48-bit run
+SCALE_RUN ?= runs/bench/mnist-48
+.PHONY: bench-milvus bench-encode-shards
+bench-milvus: $(STAMP)
+	nice -n 5 $(BIN)/python benchmarks/milvus.py --run $(SCALE_RUN)
+
+bench-encode-shards: $(STAMP)
+	nice -n 5 $(BIN)/python benchmarks/encode_shards.py --run $(SCALE_RUN) --data-dir $(DATA)/mnist
