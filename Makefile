@@ -35,6 +35,12 @@ bench-cifar10: $(STAMP)
 	$(BIN)/python benchmarks/quality.py --dataset cifar10 --data-dir $(DATA)/cifar10-jpeg/cifar10-jpeg.zip --bits 32 12 --epochs 10
 	$(BIN)/python benchmarks/quality.py --dataset cifar10 --data-dir $(DATA)/cifar10-jpeg/cifar10-jpeg.zip --bits 48 --epochs 12 --recipe airbench
 
+# shallow baselines (LSH, SH, ITQ, ITQ-CCA, KSH) against the DLBHC runs of bench-mnist / bench-cifar10
+DEEP_RUNS ?= runs/bench
+.PHONY: bench-compare
+bench-compare: $(STAMP)
+	$(BIN)/python benchmarks/compare.py --data-root $(DATA) --deep-runs $(DEEP_RUNS)
+
 # exact Hamming scan speed (1M and 10M random 64-bit codes) and Euclidean-vs-Hamming search cost
 .PHONY: bench-scan bench-cost
 bench-scan: $(STAMP)
@@ -53,8 +59,24 @@ bench-load: $(STAMP)
 
 bench: bench-mnist bench-cifar10
 
+# DLBHC vs triplet ranking hashing, same backbone and epochs (README "Methods"; about 40 minutes on 2 cores)
+.PHONY: bench-methods
+bench-methods: $(STAMP)
+	nice -n 10 $(BIN)/python benchmarks/methods.py --dataset mnist --data-dir $(DATA)/mnist --bits 16 64 --epochs 3 --threads 1
+	nice -n 10 $(BIN)/python benchmarks/methods.py --dataset cifar10 --data-dir $(DATA)/cifar10-jpeg/cifar10-jpeg.zip --bits 16 64 --epochs 3 --threads 1
+
 clean:
 	rm -rf runs .pytest_cache
+
+# search engine (README "Search engine"): Hamming-only vs hierarchical mAP on the runs of bench-mnist /
+# bench-cifar10, and latency over 2.5M items + build/open of 10M items (synthetic codes; about 10 minutes)
+BENCH_RUNS ?= runs/bench
+.PHONY: bench-rerank bench-hierarchical
+bench-rerank: $(STAMP)
+	$(BIN)/python benchmarks/rerank.py --runs $(BENCH_RUNS)
+
+bench-hierarchical: $(STAMP)
+	$(BIN)/python benchmarks/hierarchical.py
 
 # Milvus (embedded) vs faiss on 1M 64-bit codes + where to re-rank (README "Scaling out"; about 10 minutes),
 # and encoding throughput of one worker vs 2 shards in parallel; both read bench-mnist's 48-bit run

@@ -51,11 +51,16 @@ def test_readme_cli_examples_run(readme_run):
     assert (work / "runs/demo/precision_at_k.png").exists()
 
 
-def test_readme_python_example_runs(readme_run, monkeypatch, capsys):
+def test_readme_python_examples_run(readme_run, monkeypatch, capsys):
+    """Every python block, in order, in the folder where the CLI block ran."""
     monkeypatch.chdir(readme_run[0])
-    code = re.search(r"```python\n(.*?)```", README.read_text(), flags=re.S).group(1)
-    exec(compile(code, "README.md", "exec"), {})
-    assert "digits/" in capsys.readouterr().out
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 2
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "digits/" in out  # the run's search by image
+    assert re.search(r"^\[1438 .*\] \[0 ", out, flags=re.M), out  # the index finds the added image first
 
 
 @pytest.mark.parametrize("argv, message", [
