@@ -28,6 +28,7 @@ from hashret.io import read_json, write_json
 from hashret.losses import HashLoss
 from hashret.models import ModelConfig, build_model, get_backbone_spec, load_pretrained
 from hashret.models.backbones import default_normalisation
+from hashret.training import distributed as dist_
 from hashret.training.checkpoint import (
     MODEL_FILE,
     load_resume_state,
@@ -165,12 +166,19 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     ``on_epoch_end(stats)`` is called after each epoch's checkpoint is written.
     """
     run_dir = Path(run_dir)
+    joined = dist_.init_distributed(cfg.device)  # under torchrun: join the group (gloo on CPU)
+    world = dist_.world()
+    progress = progress and world.main
     _check_run_dir(run_dir, resume, overwrite)
+    dist_.barrier()  # every rank has checked the directory before rank 0 writes into it
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir, cache_dir=cache_dir, seed=cfg.seed,
                             test_fraction=cfg.test_fraction, on_bad_image=cfg.on_bad_image,
                             size=cfg.image_size)
     cfg = cfg.resolved(data.natural)
+    if cfg.freeze_backbone and dist_.is_distributed():
+        raise ValueError("--freeze-backbone trains on one process (only the small head learns): "
+                         "run it without torchrun")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
@@ -199,9 +207,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
         state = load_resume_state(run_dir / RESUME_FILE)
         load_weights(model, run_dir / LAST_FILE)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(config_path, {"train": cfg.to_dict(), "model": model_cfg.to_dict(),
-                             "dataset": {"name": data.name, "source": data.source,
-                                         "image_shape": list(data.train.images.shape[1:])}})
+    if world.main:  # rank 0 alone writes the run directory
+        write_json(config_path, {"train": cfg.to_dict(), "model": model_cfg.to_dict(),
+                                 "dataset": {"name": data.name, "source": data.source,
+                                             "image_shape": list(data.train.images.shape[1:])}})
 
     x_train = to_tensor(train_set.images)
     y_train = torch.from_numpy(train_set.labels.astype(np.int64))
@@ -250,12 +259,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
             lookahead.resume(model, start_epoch)
     train_seconds += feature_seconds
 
+    train_model = dist_.wrap_model(model)  # DistributedDataParallel under torchrun
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
         start_recipe_epoch(model, cfg.recipe, epoch)
         g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
         batches = sampler.epoch(g)
+        aug_g = dist_.rank_generator(cfg.seed * 100003 + epoch) or g  # own augmentations per rank
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=None if progress else True, leave=False, dynamic_ncols=True)
         run_loss, run_correct, seen = 0.0, 0, 0
@@ -263,9 +274,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
             step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * one_cycle(step, total_steps)
-            idx = batches[i]
+            idx = dist_.shard_batch(batches[i])  # this rank's slice of the global batch
             y = y_train[idx].to(cfg.device)
-            out = inputs.forward(model, idx, train=True, generator=g)
+            out = inputs.forward(train_model, idx, train=True, generator=aug_g)
             loss = loss_fn(out, y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -284,10 +295,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
                             **({"acc": f"{run_correct / seen:.3f}"} if out.logits is not None else {}))
         if lookahead is not None:
             lookahead.end_epoch(model)
+        run_loss, run_correct, seen = dist_.all_reduce_sums([run_loss, run_correct, seen])
         stats = {"epoch": epoch + 1, "train_loss": run_loss / seen}
         if out.logits is not None:
             stats["train_acc"] = run_correct / seen
-        stats |= evaluate_validation(model, loss_fn, val_inputs, y_val, 1024, cfg.device)
+        if world.main:
+            stats |= evaluate_validation(model, loss_fn, val_inputs, y_val, 1024, cfg.device)
+        stats = dist_.broadcast_object(stats)  # rank 0's validation selects for every rank
+        if dist_.is_distributed():
+            stats["rank_digests"] = dist_.gather_digests(model)  # one per rank: equal when in sync
         epoch_seconds = time.perf_counter() - t0
         train_seconds += epoch_seconds
         stats["seconds"] = round(epoch_seconds, 2)
@@ -298,14 +314,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
         extra = {"epoch": epoch + 1, "train_seconds": round(train_seconds, 2)}
         if score >= best_acc:
             best_acc, best_epoch = score, epoch + 1
-            save_checkpoint(run_dir / MODEL_FILE, model, model_cfg, extra)
-        save_checkpoint(run_dir / LAST_FILE, model, model_cfg, extra)
-        save_resume_state(run_dir / RESUME_FILE, {
-            "optimizer": opt.state_dict(), "epoch": epoch, "history": history,
-            "train_seconds": train_seconds, "best_acc": best_acc, "best_epoch": best_epoch,
-        })
-        write_json(run_dir / HISTORY_FILE, {"epochs": history, "best_epoch": best_epoch,
-                                            "train_seconds": round(train_seconds, 2)})
+            if world.main:
+                save_checkpoint(run_dir / MODEL_FILE, model, model_cfg, extra)
+        if world.main:
+            save_checkpoint(run_dir / LAST_FILE, model, model_cfg, extra)
+            save_resume_state(run_dir / RESUME_FILE, {
+                "optimizer": opt.state_dict(), "epoch": epoch, "history": history,
+                "train_seconds": train_seconds, "best_acc": best_acc, "best_epoch": best_epoch,
+            })
+            write_json(run_dir / HISTORY_FILE, {"epochs": history, "best_epoch": best_epoch,
+                                                "train_seconds": round(train_seconds, 2)})
         if progress:
             shown = " ".join(f"{k} {stats[k]:.4f}" for k in ("train_acc", "val_loss", "val_acc", "val_map")
                              if k in stats)
@@ -314,6 +332,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
         if on_epoch_end is not None:
             on_epoch_end(stats)
 
+    dist_.barrier()  # rank 0 has written the selected checkpoint
+    dist_.shutdown(joined)
     # the selected epoch's weights are what the run hands on
     model = build_model(model_cfg)
     load_weights(model, run_dir / MODEL_FILE)
