@@ -152,10 +152,13 @@ def test_milvus_load_resumes_and_is_not_searchable_half_done(sharded, tmp_path):
     run, whole = sharded
     shards = open_shards(shards_dir(run.run_dir, "database"))
     uri = str(tmp_path / "milvus.db")
-    with pytest.raises(_Crash):
-        load_shards_milvus(shards, uri=uri, collection="digits", batch=200, on_batch=_crash_after(4))
+    with pytest.raises(_Crash):  # after shard 0 (3 batches) and 2 batches of shard 1
+        load_shards_milvus(shards, uri=uri, collection="digits", batch=200, on_batch=_crash_after(5))
     with pytest.raises(ValueError, match="being bulk-loaded, or its load stopped part-way"):
         MilvusIndex(16, uri=uri, collection="digits")
+    part = MilvusIndex.open_for_loading(16, uri=uri, token=None, collection="digits", feature_dim=None)
+    a, b = shards.range(1)
+    assert part.count_id_range(*shards.range(0)) == shards.range(0)[1] and part.count_id_range(a, b) == 400
     index = load_shards_milvus(shards, uri=uri, collection="digits", batch=200)
     db = whole["database"]
     assert len(index) == len(db) and index.state == "ready"

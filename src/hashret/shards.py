@@ -406,23 +406,20 @@ def load_shards_milvus(shards: ShardSet, *, uri: str | None, collection: str, to
                          f"({record.get('build')}): pass --overwrite to start again")
     index = MilvusIndex.open_for_loading(bits, uri=uri, token=token, collection=collection, feature_dim=dim)
     index.set_build(signature)
-    done = 0
     for i in range(shards.count):
         a, b = shards.range(i)
         have = index.count_id_range(a, b)
-        if have != b - a:
-            if have:
-                index.delete_id_range(a, b)  # a shard cut short: load it again
-            enc = shards.load(i)
-            for lo in range(0, b - a, batch):
-                hi = min(lo + batch, b - a)
-                index.insert_rows(np.arange(a + lo, a + hi, dtype=np.int64), np.asarray(enc.codes[lo:hi]),
-                                  np.asarray(enc.features[lo:hi], dtype=np.float32), _items(enc, lo, hi))
-                if on_batch:
-                    on_batch(done + hi, shards.total)
-        done += b - a
-        if on_batch:
-            on_batch(done, shards.total)
+        if have == b - a:
+            continue  # loaded before a failure
+        if have:
+            index.delete_id_range(a, b)  # a shard cut short: load it again
+        enc = shards.load(i)
+        for lo in range(0, b - a, batch):
+            hi = min(lo + batch, b - a)
+            index.insert_rows(np.arange(a + lo, a + hi, dtype=np.int64), np.asarray(enc.codes[lo:hi]),
+                              np.asarray(enc.features[lo:hi], dtype=np.float32), _items(enc, lo, hi))
+            if on_batch:
+                on_batch(a + hi, shards.total)
     if len(index) != shards.total:
         raise ValueError(f"Milvus collection {collection!r} holds {len(index)} items after the load, "
                          f"expected {shards.total}: pass --overwrite to load again")
