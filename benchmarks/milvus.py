@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -256,6 +257,7 @@ def main() -> None:
     out = Path(args.results) / f"milvus-cpu{os.cpu_count()}"
     write_json(out.with_suffix(".json"), res)
     out.with_suffix(".md").write_text(markdown(res))
+    shutil.rmtree(work, ignore_errors=True)
     print(f"-> {out}.json / .md")
 
 
