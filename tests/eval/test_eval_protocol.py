@@ -19,12 +19,13 @@ from hashret.eval import (
 
 
 def test_registry():
-    assert set(PROTOCOLS) == {"mnist", "cifar10", "digits", "folder"}
+    assert set(PROTOCOLS) == {"mnist", "cifar10", "digits", "folder", "cub200", "dogs"}
     for name, p in PROTOCOLS.items():
         assert get_protocol(name) is p
         assert (p.name, p.queries, p.database, p.k, p.radius) == (name, "test", "train", 1000, 2)
         assert p.description
     assert "10,000" in PROTOCOLS["mnist"].description
+    assert "5,794" in PROTOCOLS["cub200"].description and "8,580" in PROTOCOLS["dogs"].description
     with pytest.raises(ValueError, match="cifar10"):
         get_protocol("imagenet")
     with pytest.raises(dataclasses.FrozenInstanceError):
