@@ -56,7 +56,9 @@ def test_small_input_variant_keeps_its_own_stem(resnet18_file):
 
 def test_weight_file_of_another_architecture_is_refused(tmp_path):
     path = tmp_path / "alexnet-features.pth"  # the convolutions of an AlexNet file (small to write)
-    torch.save(AlexNet(num_classes=1000).features.state_dict(prefix="features."), path)
+    with torch.device("meta"):
+        net = AlexNet(num_classes=1000)
+    torch.save(net.features.to_empty(device="cpu").state_dict(prefix="features."), path)
     with pytest.raises(ValueError, match=r"does not fit backbone 'resnet18' \(it looks like alexnet.*"
                                          r"resnet18-f37072fd\.pth"):
         load_pretrained(_model().backbone, "resnet18", path)
