@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _machine import cpu_name
 
 from hashret import __version__
 from hashret.baselines import BASELINES, PCAReducer, create_baseline, pixel_features
@@ -71,15 +72,7 @@ def data_path(root: Path, dataset: str) -> Path:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "numpy": np.__version__,
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "numpy": np.__version__,
             "python": platform.python_version(), "hashret": __version__}
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import faiss
 import numba
 import numpy as np
+from _machine import cpu_name
 from threadpoolctl import threadpool_limits
 
 from hashret import __version__
@@ -48,13 +49,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PAPER_EUCLIDEAN_S = 22.6e-6  # per pair, DLBHC
 PAPER_HAMMING_S = 23e-12
 ROWS = 20_000  # feature rows generated / normed at a time
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "cpu"
 
 
 def best_seconds(fn: Callable[[], Any], rounds: int) -> float:

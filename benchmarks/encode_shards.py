@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,16 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_name
+
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = [("1 worker, 2 threads", 1, 2), ("1 worker, 1 thread", 1, 1),
            ("2 shards in parallel, 1 thread each", 2, 1)]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def worker(run_dir: str, shard: str, threads: int, data_dir: str | None) -> None:

@@ -25,11 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
+
+from _machine import cpu_name
 
 # One core for the searches: numba's pool (the popcount backend's "all threads") and BLAS
 # are sized when first imported, so this comes before any import of numpy / numba / faiss.
@@ -49,13 +50,6 @@ def set_threads(n: int) -> None:
     faiss.omp_set_num_threads(n)
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     assert numba.config.NUMBA_NUM_THREADS == n, "set NUMBA_NUM_THREADS before starting the benchmark"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def synthetic(n: int, dim: int, seed: int, centres: int = 10_000, batch: int = 500_000):

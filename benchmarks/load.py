@@ -43,6 +43,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KINDS = ("image", "image+rerank", "id+rerank")
@@ -366,14 +367,12 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(30)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
     res = {
         "config": {"items": info["items"], "bits": info["bits"], "backend": info["backend"],
                    "feature_storage": info["feature_storage"], "clients": a.clients, "seconds": a.seconds,
                    "k": 10, "mix": list(KINDS), "index": str(index),
                    "command": "python " + " ".join(sys.argv)},
-        "machine": {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version(),
                     "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__},
         "load": load, "pool": pool,
     }

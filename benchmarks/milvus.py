@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
+
+from _machine import cpu_name
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -43,13 +44,6 @@ from hashret.io import write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BITS = 64
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def codes(kind: str, n: int, seed: int) -> np.ndarray:

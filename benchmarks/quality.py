@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from _machine import cpu_name
 
 from hashret import __version__
 from hashret.data import load_dataset
@@ -34,16 +35,8 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> dict:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "gpu": gpu, "torch": torch.__version__, "python": platform.python_version(),
             "hashret": __version__}
 
@@ -69,19 +62,36 @@ def markdown(rows: list[dict], dataset: str, m: dict) -> str:
         "mAP@1000 as the DLBHC evaluation computes it (AP@k over the relevant items found in "
         "the top 1000; a query with none scores 0), full-ranking mAP, precision within Hamming "
         "radius 2 (empty set scores 0); Hamming ties broken by database order. Trained from "
-        "scratch; checkpoint = best validation accuracy on 10% of the training set.",
+        "scratch; checkpoint = best validation accuracy on the share of the training set held "
+        "out from training (column val; the test queries choose nothing).",
         "",
-        "| bits | recipe | mAP@1000 | mAP (full) | P@r<=2 | P@1000 | val acc | epochs | train s | seed |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| bits | recipe | mAP@1000 | mAP (full) | P@r<=2 | P@1000 | val | val acc | epochs "
+        "| train s | seed |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['bits']} | {r.get('recipe', 'sgd')} | {r['map@1000']:.4f} | {r['map']:.4f} "
             f"| {r['precision@radius2']:.4f} "
-            f"| {r['precision@1000']:.4f} | {r['val_acc']:.4f} | {r['epochs']} "
+            f"| {r['precision@1000']:.4f} | {r.get('val_fraction', 0.1):.0%} | {r['val_acc']:.4f} "
+            f"| {r['epochs']} "
             f"| {r['train_seconds']:.0f} | {r['seed']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def row_key(r: dict) -> tuple:
+    """What makes two result rows the same setting (older rows lack the newer fields)."""
+    return (r["bits"], r.get("recipe", "sgd"), r["epochs"], r.get("val_fraction", 0.1))
+
+
+def curve_label(r: dict) -> str:
+    label = f"{r['bits']} bits"
+    if r.get("recipe", "sgd") != "sgd":
+        label += f", {r['recipe']}"
+    if r.get("val_fraction", 0.1) != 0.1:
+        label += f", {r['epochs']} ep, val {r['val_fraction']:.0%}"
+    return label
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default="runs/bench", help="where the run directories go")
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--cache-dir")
+    ap.add_argument("--val-fraction", type=float, default=0.1,
+                    help="share of the training set held out for choosing the checkpoint")
     a = ap.parse_args(argv)
     epochs = a.epochs or [None]
     if len(epochs) == 1:
@@ -107,15 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     data = load_dataset(a.dataset, a.data_dir, cache_dir=a.cache_dir)
     # rows of earlier invocations (other code lengths) are kept; a re-run of a length replaces it
     old = read_json(stem.with_suffix(".json")) if stem.with_suffix(".json").exists() else {}
-    mine = {(b, a.recipe) for b in a.bits}
-    rows = [r for r in old.get("rows", []) if (r["bits"], r.get("recipe", "sgd")) not in mine]
-    curves = {k: v for k, v in old.get("curves", {}).items()
-              if (int(k.split()[0]), k.split()[-1] if "," in k else "sgd") not in mine}
+    # a row is one (bits, recipe, epochs, val share): a re-run of the same setting replaces it
+    rows = old.get("rows", [])
+    curves = old.get("curves", {})
     for bits, ep in zip(a.bits, epochs, strict=True):
-        run_dir = Path(a.runs) / f"{a.dataset}-{bits}" if a.recipe == "sgd" else \
-            Path(a.runs) / f"{a.dataset}-{bits}-{a.recipe}"
+        name = f"{a.dataset}-{bits}" + ("" if a.recipe == "sgd" else f"-{a.recipe}")
+        if a.val_fraction != 0.1:
+            name += f"-val{a.val_fraction:g}"
+        run_dir = Path(a.runs) / name
         cfg = TrainConfig(dataset=a.dataset, data_dir=a.data_dir, bits=bits, epochs=ep, seed=a.seed,
-                          recipe=a.recipe)
+                          recipe=a.recipe, val_fraction=a.val_fraction)
         print(f"== {a.dataset} {bits} bits: training", flush=True)
         res = train(cfg, run_dir, overwrite=True, data=data, progress=sys.stderr.isatty())
         run = open_run(run_dir)
@@ -137,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             "precision": res.train_config.precision, "tta_flip": res.train_config.tta_flip,
             "n_queries": rep["n_queries"], "n_database": rep["n_database"], "recipe": a.recipe,
             "momentum": res.train_config.momentum, "weight_decay": res.train_config.weight_decay,
+            "val_fraction": res.train_config.val_fraction,
         }
-        rows = sorted([*rows, row], key=lambda r: (r["bits"], r.get("recipe", "sgd")))
-        curves[f"{bits} bits" + ("" if a.recipe == "sgd" else f", {a.recipe}")] = rep["precision@k"]
+        rows = sorted([*[r for r in rows if row_key(r) != row_key(row)], row], key=row_key)
+        curves[curve_label(row)] = rep["precision@k"]
         print(f"   mAP@1000 {row['map@1000']:.4f}  mAP {row['map']:.4f}  "
               f"train {row['train_seconds']:.0f}s  (val acc {row['val_acc']:.4f})", flush=True)
         write_json(stem.with_suffix(".json"), {

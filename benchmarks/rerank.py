@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name
 
 from hashret.encodings import load_encoded
 from hashret.eval.metrics import average_precision_at_k
@@ -37,13 +37,6 @@ from hashret.index.store import IndexStore
 
 K = 1000
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def map_at_k(results, q_labels: np.ndarray, db_labels: np.ndarray, ids_to_rows: np.ndarray) -> float:

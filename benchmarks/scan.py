@@ -39,6 +39,7 @@ from typing import Any
 import faiss
 import numba
 import numpy as np
+from _machine import cpu_name
 
 from hashret import __version__
 from hashret.index import FlatIndex, PopcountIndex, create_index
@@ -47,13 +48,6 @@ from hashret.io import write_json
 RESULTS = Path(__file__).resolve().parent / "results"
 FAISS = "faiss IndexBinaryFlat"
 SearchFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "cpu"
 
 
 def cpu_flags() -> set[str]:
