@@ -86,12 +86,9 @@ def row_key(r: dict) -> tuple:
 
 
 def curve_label(r: dict) -> str:
-    label = f"{r['bits']} bits"
-    if r.get("recipe", "sgd") != "sgd":
-        label += f", {r['recipe']}"
-    if r.get("val_fraction", 0.1) != 0.1:
-        label += f", {r['epochs']} ep, val {r['val_fraction']:.0%}"
-    return label
+    """The precision@k curve's name: one per :func:`row_key`."""
+    bits, recipe, epochs, val = row_key(r)
+    return f"{bits} bits, {recipe}, {epochs} ep, val {val:.0%}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     m = machine()
     stem = Path(a.results) / f"quality-{a.dataset}-{machine_tag(m)}"
     data = load_dataset(a.dataset, a.data_dir, cache_dir=a.cache_dir)
-    # rows of earlier invocations (other code lengths) are kept; a re-run of a length replaces it
     old = read_json(stem.with_suffix(".json")) if stem.with_suffix(".json").exists() else {}
     # a row is one (bits, recipe, epochs, val share): a re-run of the same setting replaces it
     rows = old.get("rows", [])

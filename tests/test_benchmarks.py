@@ -46,8 +46,8 @@ def test_quality_benchmark_writes_rows_and_keeps_other_settings(quality, tmp_pat
     assert [(r["bits"], r["val_fraction"]) for r in rows] == [(12, 0.1), (12, 0.2)]
     for r in rows:
         assert 0.0 <= r["map@1000"] <= 1.0 and r["epochs"] == 1 and r["n_database"] > 0
-    assert sorted(res["curves"]) == ["12 bits", "12 bits, 1 ep, val 20%"]
-    assert len(res["curves"]["12 bits"]) == 1000
+    assert sorted(res["curves"]) == ["12 bits, sgd, 1 ep, val 10%", "12 bits, sgd, 1 ep, val 20%"]
+    assert len(res["curves"]["12 bits, sgd, 1 ep, val 10%"]) == 1000
     table = stem.with_suffix(".md").read_text()
     assert "| 12 | sgd |" in table and "| 20% |" in table and "| 10% |" in table
     assert Path(str(stem) + "-pk.png").stat().st_size > 0
