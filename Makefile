@@ -91,3 +91,10 @@ bench-milvus: $(STAMP)
 
 bench-encode-shards: $(STAMP)
 	nice -n 5 $(BIN)/python benchmarks/encode_shards.py --run $(SCALE_RUN) --data-dir $(DATA)/mnist
+
+# the Hamming tie-break: bench-cifar10's / bench-mnist's 48-bit runs evaluated with the database as
+# stored and randomly permuted (the JPEG copy lists its training images class by class; about 2 minutes)
+.PHONY: bench-tie-order
+bench-tie-order: $(STAMP)
+	$(BIN)/python benchmarks/tie_order.py --runs $(BENCH_RUNS)/cifar10-48-airbench-val0.05 \
+		$(BENCH_RUNS)/cifar10-32-airbench-val0.05 $(BENCH_RUNS)/cifar10-12-airbench-val0.05 $(BENCH_RUNS)/mnist-48
