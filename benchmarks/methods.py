@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
+from _pipeline import train_encode_evaluate
 from quality import machine, machine_tag
 
 from hashret.data import load_dataset
 from hashret.io import read_json, write_json
 from hashret.losses import default_margin
-from hashret.run import encode_run, evaluate_run, open_run
-from hashret.training import TrainConfig, train
+from hashret.training import TrainConfig
 from hashret.training.methods import get_training_method
 
 RESULTS = Path(__file__).parent / "results"
@@ -102,14 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = TrainConfig(dataset=a.dataset, data_dir=a.data_dir, method=method, bits=bits,
                               epochs=a.epochs, seed=a.seed, threads=a.threads)
             print(f"== {a.dataset} {method} {bits} bits: training", flush=True)
-            res = train(cfg, run_dir, overwrite=True, data=data, progress=sys.stderr.isatty())
-            run = open_run(run_dir)
-            t0 = time.perf_counter()
-            enc = encode_run(run, data=data)
-            encode_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            rep = evaluate_run(run, encodings=enc)
-            eval_s = time.perf_counter() - t0
+            res, rep, encode_s, eval_s = train_encode_evaluate(cfg, run_dir, data)
             tc = res.train_config
             select_by = get_training_method(method).select_by
             best = res.history[res.best_epoch - 1]

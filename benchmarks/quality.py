@@ -18,18 +18,17 @@ import argparse
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import torch
 from _machine import cpu_name
+from _pipeline import train_encode_evaluate
 
 from hashret import __version__
 from hashret.data import load_dataset
 from hashret.eval import plot_precision_at_k
 from hashret.io import read_json, write_json
-from hashret.run import encode_run, evaluate_run, open_run
-from hashret.training import TrainConfig, train
+from hashret.training import TrainConfig
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -126,14 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(dataset=a.dataset, data_dir=a.data_dir, bits=bits, epochs=ep, seed=a.seed,
                           recipe=a.recipe, val_fraction=a.val_fraction)
         print(f"== {a.dataset} {bits} bits: training", flush=True)
-        res = train(cfg, run_dir, overwrite=True, data=data, progress=sys.stderr.isatty())
-        run = open_run(run_dir)
-        t0 = time.perf_counter()
-        enc = encode_run(run, data=data)
-        encode_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        rep = evaluate_run(run, encodings=enc)
-        eval_s = time.perf_counter() - t0
+        res, rep, encode_s, eval_s = train_encode_evaluate(cfg, run_dir, data)
         best = res.history[res.best_epoch - 1]
         row = {
             "dataset": a.dataset, "bits": bits, "map@1000": rep["map@1000"], "map": rep["map"],
