@@ -255,7 +255,8 @@ def _download(a: argparse.Namespace) -> int:
 def _demo(a: argparse.Namespace) -> int:
     from hashret.demo import run_demo
 
-    run_demo(Path(a.out), bits=a.bits, epochs=a.epochs, seed=a.seed, progress=not a.quiet)
+    run_demo(Path(a.out), bits=a.bits, epochs=a.epochs, seed=a.seed, overwrite=a.overwrite,
+             progress=not a.quiet)
     return 0
 
 
@@ -377,7 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train, encode, index, evaluate and search on the bundled "
                                     "8x8 digits (no download)")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", default="runs/demo",
+                   help="a new or empty folder, or an earlier demo's (default runs/demo)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a folder that holds other files (only the demo's own file names "
+                        "are replaced; nothing else is deleted)")
     p.add_argument("--bits", type=int, default=32)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)

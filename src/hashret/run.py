@@ -24,11 +24,15 @@ from hashret.io import read_json
 from hashret.models import ModelConfig
 from hashret.training.checkpoint import MODEL_FILE, file_sha256, load_model
 from hashret.training.config import TrainConfig
+from hashret.training.loop import RUN_FILES
 
 #: The DLBHC protocol: the training set is the database, the test set the queries.
 SPLITS = {"database": "train", "queries": "test"}
+ENCODINGS_DIR = "encodings"
 REPORT_FILE = "report.json"
 PLOT_FILE = "precision_at_k.png"
+#: everything a run directory holds (training's files, the encodings, the evaluation)
+RUN_ENTRIES = (*RUN_FILES, ENCODINGS_DIR, REPORT_FILE, PLOT_FILE)
 
 
 @dataclass
@@ -52,7 +56,7 @@ class Run:
         return resolve_precision(self.train_config.precision or "auto", self.device)
 
     def encodings_dir(self, name: str) -> Path:
-        return self.run_dir / "encodings" / name
+        return self.run_dir / ENCODINGS_DIR / name
 
 
 def open_run(run_dir: str | Path, device: str = "auto") -> Run:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hashret.io import atomic_write, to_jsonable
 
 _MAP_AT = re.compile(r"^map@(\d+)$")
 _RADIUS = re.compile(r"^precision@radius(\d+)$")
@@ -69,17 +69,8 @@ def write_report(results: Mapping[str, Any], path: str | os.PathLike[str]) -> Pa
     Returns:
         The path written.
     """
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(to_jsonable(results), indent=2, sort_keys=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    out = atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
     return out
 
 
@@ -100,23 +91,6 @@ def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{p} holds a JSON {type(data).__name__}, expected an object")
     return data
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert numpy types, tuples, paths and dataclasses to plain JSON types."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):  # numpy bool_, integer, floating scalars
-        return obj.item()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    return obj
 
 
 def _as_rows(

@@ -28,6 +28,7 @@ from hashret.io import read_json, write_json
 from hashret.losses import HashLoss
 from hashret.models import ModelConfig, build_model, get_backbone_spec, load_pretrained
 from hashret.models.backbones import default_normalisation
+from hashret.outdir import claim_dir, owned_entries
 from hashret.training import distributed as dist_
 from hashret.training.checkpoint import (
     MODEL_FILE,
@@ -53,6 +54,8 @@ CONFIG_FILE = "config.json"
 LAST_FILE = "last.safetensors"
 RESUME_FILE = "resume.pt"
 HISTORY_FILE = "history.json"
+#: what training writes into a run directory (what ``--overwrite`` may replace); last: temp files
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, LAST_FILE, RESUME_FILE, HISTORY_FILE, ".*.tmp")
 
 
 @dataclass
@@ -139,15 +142,22 @@ def evaluate_validation(model: nn.Module, loss_fn: HashLoss, inputs: PixelInputs
     return stats
 
 
-def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+def _claim_run_dir(run_dir: Path, resume: bool, overwrite: bool, write: bool) -> None:
+    """Refuse a used run directory unless resuming / overwriting; never touch a user's files.
+
+    Every process checks (so every one raises the same error); the one with ``write`` claims."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"--out {run_dir} is a file: give a directory for the run")
-    used = run_dir.exists() and any(run_dir.iterdir())
-    if used and not (resume or overwrite):
+    if resume:
+        claim_dir(run_dir, "run", RUN_FILES, overwrite=True, replace=False, compatible=("demo",),
+                  write=write)
+        return
+    if run_dir.exists() and owned_entries(run_dir, RUN_FILES[:-1]) and not overwrite:
         raise ValueError(
-            f"run directory {run_dir} is not empty: pass --resume to continue that run, "
+            f"run directory {run_dir} already holds a run: pass --resume to continue it, "
             "--overwrite to train over it, or choose another --out"
         )
+    claim_dir(run_dir, "run", RUN_FILES, overwrite=overwrite, compatible=("demo",), write=write)
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
@@ -169,7 +179,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     joined = dist_.init_distributed(cfg.device)  # under torchrun: join the group (gloo on CPU)
     world = dist_.world()
     progress = progress and world.main
-    _check_run_dir(run_dir, resume, overwrite)
+    _claim_run_dir(run_dir, resume, overwrite, write=world.main)
     dist_.barrier()  # every rank has checked the directory before rank 0 writes into it
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir, cache_dir=cache_dir, seed=cfg.seed,
