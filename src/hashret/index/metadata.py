@@ -106,6 +106,17 @@ class MetadataDB:
                                        row[5] if image else None)
         return out
 
+    def with_image(self, ids: Iterable[int]) -> set[int]:
+        """Those of ``ids`` whose row keeps a copy of the image (without reading the images)."""
+        ids = [int(i) for i in ids]
+        out: set[int] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(f"SELECT id FROM items WHERE id IN ({marks}) AND image IS NOT NULL", chunk)
+            out.update(int(r[0]) for r in rows)
+        return out
+
     def delete(self, ids: Iterable[int]) -> None:
         """Delete the rows of ``ids`` (one transaction)."""
         with self.conn:

@@ -442,6 +442,16 @@ class IndexStore:
         found = self.meta.get(ids.tolist(), image=image)
         return [found.get(int(i), ItemMeta("")) for i in ids]
 
+    def ids_with_image(self, ids: Sequence[int] | np.ndarray) -> set[int]:
+        """Those of the live ``ids`` whose metadata keeps a copy of the image (the images are not read).
+
+        Raises:
+            KeyError: an unknown or removed id.
+        """
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        self._rows_of(ids)
+        return self.meta.with_image(ids.tolist())
+
     def info(self) -> dict[str, Any]:
         """A summary: items, bits, storage, backend, model, files and bytes."""
         m = self.manifest
