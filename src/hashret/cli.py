@@ -236,10 +236,23 @@ def _index_info(a: argparse.Namespace) -> int:
 
 
 def _serve(a: argparse.Namespace) -> int:
-    from hashret.serve import serve
+    from hashret.serve import AccessPolicy, ServeLimits, SourceView, load_key, serve
+    from hashret.serve.security import with_hosts
 
-    serve(a.index_dir, host=a.host, port=a.port, read_only=a.read_only,
-          max_upload_bytes=int(a.max_upload_mb * (1 << 20)), log_level=a.log_level)
+    access = AccessPolicy(write_key=load_key(a.write_key_file, "HASHRET_WRITE_KEY"),
+                          read_key=load_key(a.read_key_file, "HASHRET_READ_KEY"),
+                          allowed_hosts=with_hosts(a.allowed_host, a.host))
+    given = {
+        "max_upload_bytes": a.max_upload_mb and int(a.max_upload_mb * (1 << 20)),
+        "max_pixels": a.max_megapixels and int(a.max_megapixels * 1e6),
+        "max_decoded_bytes": a.max_decode_mb and int(a.max_decode_mb * (1 << 20)),
+        "decode_workers": a.decode_workers, "decode_queue": a.decode_queue, "rate": a.rate_limit,
+        "burst": a.rate_burst, "header_timeout": a.header_timeout, "body_timeout": a.body_timeout,
+        "keep_alive": a.keep_alive, "max_connections": a.max_connections}
+    limits = ServeLimits(**{k: v for k, v in given.items() if v is not None})
+    root = str(Path(a.source_root).resolve()) if a.source_root else None
+    serve(a.index_dir, host=a.host, port=a.port, access=access, limits=limits, read_only=a.read_only,
+          sources=SourceView(root, a.show_paths), log_level=a.log_level)
     return 0
 
 
@@ -358,15 +371,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_index_parser(sub)
 
-    p = sub.add_parser("serve", help="HTTP API and web page for query-by-image over an index")
+    p = sub.add_parser("serve", help="HTTP API and web page for query-by-image over an index",
+                       description="Read-only unless given a write key; binds 127.0.0.1 and answers only "
+                                   "the loopback host names unless told otherwise.")
     p.add_argument("index_dir")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this "
-                                                      "machine only; the service has no authentication)")
+                                                      "machine only); also allowed as a Host name")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--write-key-file", metavar="PATH",
+                   help="file holding the key POST /items needs (else $HASHRET_WRITE_KEY; neither: "
+                        "the server is read-only)")
+    p.add_argument("--read-key-file", metavar="PATH",
+                   help="file holding the key searches and item reads need (else $HASHRET_READ_KEY; "
+                        "neither: reads are open)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a further Host name clients may use (repeatable; .example.com: its subdomains "
+                        "too; '*': any, e.g. behind a proxy that checks); loopback names always")
     p.add_argument("--read-only", action="store_true",
-                   help="do not take the index's writer lock (POST /items refused; other writers' "
-                        "commits are picked up)")
-    p.add_argument("--max-upload-mb", type=float, default=16.0, help="largest request body (413 above)")
+                   help="never write, even with a write key (the index's writer lock stays free for "
+                        "`hashret index add`, whose commits are picked up)")
+    p.add_argument("--source-root", metavar="DIR",
+                   help="show items' file sources relative to this folder (default: file names only)")
+    p.add_argument("--show-paths", action="store_true", help="show items' sources as stored (server paths)")
+    # limits: None = ServeLimits' default (hashret.serve.limits), not restated here
+    p.add_argument("--max-upload-mb", type=float, default=None,
+                   help="largest request body (413 above)")
+    p.add_argument("--max-megapixels", type=float, default=None,
+                   help="largest image decoded, from its header (413 above)")
+    p.add_argument("--max-decode-mb", type=float, default=None,
+                   help="largest memory one image's decode may take (413 above, before decoding)")
+    p.add_argument("--decode-workers", type=int, default=None,
+                   help="uploads decoded and encoded at once")
+    p.add_argument("--decode-queue", type=int, default=None,
+                   help="uploads waiting for a worker; beyond, 503 with Retry-After")
+    p.add_argument("--rate-limit", type=float, default=None,
+                   help="requests per second per client address (0: off, e.g. behind a proxy that limits)")
+    p.add_argument("--rate-burst", type=int, default=None, help="requests a client may send at once")
+    p.add_argument("--header-timeout", type=float, default=None,
+                   help="seconds a connection has to send a request's head (then 408, closed)")
+    p.add_argument("--body-timeout", type=float, default=None,
+                   help="seconds a request has to send its whole body (then 408, closed)")
+    p.add_argument("--keep-alive", type=float, default=None, help="seconds an idle connection stays")
+    p.add_argument("--max-connections", type=int, default=None,
+                   help="open connections; beyond, 503 and closed")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="uvicorn's log level (warning: no line per request)")
     p.set_defaults(func=_serve)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
+import socket
+import threading
 
 import numpy as np
 import pytest
@@ -61,3 +64,38 @@ def make_app():
     yield make
     for s in stores:
         s.close()
+
+
+@contextlib.contextmanager
+def running(app):
+    """Serve ``app`` with real uvicorn (its limits: the guarded protocol) on 127.0.0.1:<free port>,
+    in a thread; yields ``(base_url, port)``."""
+    import uvicorn
+
+    from hashret.serve import uvicorn_config
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn_config(app, log_level="warning"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        thread.join(0.05)
+    assert srv.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}", port
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture
+def serve_app():
+    """``serve_app(app) -> (base_url, port)``: the app served by real uvicorn until the test ends."""
+    with contextlib.ExitStack() as stack:
+        yield lambda app: stack.enter_context(running(app))

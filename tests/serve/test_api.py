@@ -12,8 +12,12 @@ from PIL import Image
 from hashret.index import list_indexes
 from hashret.index.metadata import ItemMeta
 from hashret.index.store import IndexStore
+from hashret.serve import AccessPolicy, ServeLimits
 
 SECRET = "hashret-test-secret-0123456789"
+WRITE_KEY = "write-key-for-tests-0123456789"
+AUTH = {"Authorization": f"Bearer {WRITE_KEY}"}
+LOOPBACK = "http://127.0.0.1"  # the Host the service answers by default
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +27,9 @@ def reader(digits_index):
     from hashret.indexing import load_index_model
     from hashret.serve import create_app
 
-    app = create_app(store, load_index_model(store), max_upload_bytes=64 << 10, max_pixels=1_000_000,
-                     max_k=500)
-    with TestClient(app) as client:
+    app = create_app(store, load_index_model(store), max_k=500,
+                     limits=ServeLimits(max_upload_bytes=64 << 10, max_pixels=1_000_000, rate=0))
+    with TestClient(app, base_url=LOOPBACK) as client:
         yield client
     store.close()
 
@@ -117,6 +121,14 @@ def test_unknown_id_is_404(reader):
         assert_json_error(resp, 404, "999999")
 
 
+@pytest.mark.parametrize("item_id", [2**63 - 1, 2**63, 2**64, 10**30])
+def test_ids_of_any_size_are_404_on_every_route(reader, item_id):
+    for resp in (reader.get(f"/items/{item_id}"), reader.get(f"/items/{item_id}/image"),
+                 reader.post("/search", data={"id": str(item_id)})):
+        assert_json_error(resp, 404, str(item_id))
+    assert reader.get("/health").status_code == 200
+
+
 @pytest.mark.parametrize("path", [
     "/items/../etc/passwd", "/items/..%2F..%2Fetc%2Fpasswd", "/items/%2e%2e%2fetc%2fpasswd/image",
     "/items/%2e%2e%2f..%2fsecret.txt/image", "/items/..%2fsecret.txt/image", "/items//etc/passwd/image",
@@ -145,7 +157,7 @@ def test_an_item_image_is_only_the_stored_copy(index_copy, make_app, tmp_path, p
         (new_id,) = store.add(code[None], np.zeros((1, store.manifest.feature_dim), np.float32),
                               [ItemMeta(str(secret))])
     app, _ = make_app(index_copy)
-    client = TestClient(app)
+    client = TestClient(app, base_url=LOOPBACK)
     assert client.get(f"/items/{new_id}").json()["image_url"] is None
     assert_json_error(client.get(f"/items/{new_id}/image"), 404, "keeps no image")
 
@@ -170,11 +182,16 @@ def test_oversize_uploads_are_413(reader, digits_data, png):
     too_big = b"\x89PNG\r\n\x1a\n" + bytes(70 << 10)  # over the reader's 64 KiB body limit
     assert_json_error(reader.post("/search", files=upload(too_big)), 413, "limit")
 
+    head = (b'--b\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n")
+
     def chunks():  # no Content-Length: the limit applies while the body streams in
+        yield head
         for _ in range(20):
             yield bytes(8 << 10)
+        yield b"\r\n--b--\r\n"
 
-    r = reader.post("/search", content=chunks(), headers={"content-type": "application/octet-stream"})
+    r = reader.post("/search", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
     assert_json_error(r, 413, "limit")
     # a small file that declares a huge image is refused before it is decoded
     buf = io.BytesIO()
@@ -185,8 +202,8 @@ def test_oversize_uploads_are_413(reader, digits_data, png):
 
 
 def test_add_persists_and_is_searchable(index_copy, make_app, digits_data, png):
-    app, store = make_app(index_copy, writable=True)
-    client = TestClient(app)
+    app, store = make_app(index_copy, writable=True, access=AccessPolicy(write_key=WRITE_KEY))
+    client = TestClient(app, base_url=LOOPBACK, headers=AUTH)
     n = len(store)
     imgs = [np.ascontiguousarray(np.fliplr(digits_data.test.images[i])) for i in (0, 1)]
     files = [("images", (f"new{i}.png", png(img), "image/png")) for i, img in enumerate(imgs)]
@@ -207,8 +224,8 @@ def test_add_persists_and_is_searchable(index_copy, make_app, digits_data, png):
 
 
 def test_a_failed_add_leaves_the_index_as_it_was(index_copy, make_app, digits_data, png):
-    app, store = make_app(index_copy, writable=True)
-    client = TestClient(app)
+    app, store = make_app(index_copy, writable=True, access=AccessPolicy(write_key=WRITE_KEY))
+    client = TestClient(app, base_url=LOOPBACK, headers=AUTH)
     n, gen = len(store), store.manifest.generation
     good = png(digits_data.test.images[0])
     for bad in (b"", b"GIF89a-not-really", good[:30]):
@@ -224,9 +241,10 @@ def test_a_failed_add_leaves_the_index_as_it_was(index_copy, make_app, digits_da
     assert client.post("/items", files=[("images", ("ok.png", good, "image/png"))]).status_code == 201
 
 
-def test_add_to_a_read_only_index_is_403(reader, digits_data, png):
+def test_add_to_a_read_only_server_is_403(reader, digits_data, png):
     files = [("images", ("a.png", png(digits_data.test.images[0]), "image/png"))]
     assert_json_error(reader.post("/items", files=files), 403, "read-only")
+    assert_json_error(reader.post("/items", files=files, headers=AUTH), 403, "write-key")
 
 
 def test_health_and_stats(reader):

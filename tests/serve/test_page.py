@@ -4,9 +4,8 @@ package) against a real uvicorn server on a free loopback port."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,11 @@ from playwright.sync_api import expect
 
 from hashret.index.store import IndexStore
 from hashret.indexing import load_index_model
-from hashret.serve import create_app
+from hashret.serve import AccessPolicy, create_app
+
+from .conftest import running
+
+READ_KEY = "page-read-key-0123456789abcdef"
 
 CHROMIUM = os.environ.get("HASHRET_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -24,26 +27,19 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 @pytest.fixture(scope="module")
 def server(digits_index):
     """uvicorn serving the digits index on 127.0.0.1:<free port>, in a thread; yields the base URL."""
-    import uvicorn
-
     store = IndexStore.open(digits_index)
-    app = create_app(store, load_index_model(store))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        thread.join(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    with running(create_app(store, load_index_model(store))) as (url, _):
+        yield url
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def keyed_server(digits_index):
+    """The same index served with a read key."""
+    store = IndexStore.open(digits_index)
+    app = create_app(store, load_index_model(store), access=AccessPolicy(read_key=READ_KEY))
+    with running(app) as (url, _):
+        yield url
     store.close()
 
 
@@ -125,3 +121,31 @@ def test_k_and_rerank_controls_and_a_bad_upload(page, digits_data, png, tmp_path
     page.set_input_files("#file", str(query))  # the page and the server go on working
     expect(page.locator("#error")).to_be_hidden()
     assert len(hit_ids(page)) == 5
+
+
+def test_a_read_key_is_asked_for_and_then_used(browser, keyed_server, digits_data, png, tmp_path):
+    context = browser.new_context(viewport={"width": 1100, "height": 760})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(keyed_server + "/")
+    expect(pg.locator("#key-form")).to_be_visible()
+    assert "401" in pg.inner_text("#error")
+    pg.fill("#key", "not-the-key-0123456789")
+    pg.click("#key-form button")
+    expect(pg.locator("#error")).to_contain_text("403")
+    pg.fill("#key", READ_KEY)
+    pg.click("#key-form button")
+    expect(pg.locator("#stats")).to_contain_text("1,438 items")
+    expect(pg.locator("#key-form")).to_be_hidden()
+    query = tmp_path / "query.png"
+    query.write_bytes(png(digits_data.train.images[7]))
+    pg.set_input_files("#file", str(query))
+    expect(pg.locator("#results li.hit")).to_have_count(12)
+    assert hit_ids(pg)[0] == 7
+    first = pg.locator("#results li.hit img").first
+    expect(first).to_have_attribute("src", re.compile("^blob:"))  # fetched with the key
+    expect(first).to_have_js_property("complete", True)
+    assert pg.eval_on_selector("#results li.hit img", "i => i.naturalWidth") == 8
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

@@ -6,7 +6,14 @@ result into a response model of :mod:`hashret.serve.schemas` (so ``/openapi.json
 every request and response, and a client can be generated from it). Errors are JSON
 (:mod:`hashret.serve.errors`).
 
-    app = create_app(store, load_index_model(store))   # then: uvicorn.run(app, host="127.0.0.1")
+Around the routes, outermost first: the per-client rate limit (:mod:`hashret.serve.ratelimit`),
+the Host allow-list, cross-site checks and keys (:mod:`hashret.serve.security`), and the
+body-size limit (:mod:`hashret.serve.limits`); uploads are decoded and encoded by a
+bounded queue (:mod:`hashret.serve.workqueue`). Connection deadlines live in the server's
+protocol (:mod:`hashret.serve.connections`, see :func:`hashret.serve.server.uvicorn_config`).
+
+    app = create_app(store, load_index_model(store))   # read-only, loopback names only
+    app = create_app(store, model, access=AccessPolicy(write_key=key))   # POST /items with the key
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' annotations at run
@@ -19,12 +26,15 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from hashret import __version__
 from hashret.index.store import IndexStore
 from hashret.indexing import IndexModel
 from hashret.serve.errors import BadRequest, install_error_handlers
-from hashret.serve.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, BodySizeLimit
+from hashret.serve.limits import BodySizeLimit, ServeLimits
+from hashret.serve.logs import RefusalLog
+from hashret.serve.ratelimit import RateLimit, TokenBuckets
 from hashret.serve.retriever import Outcome, Retriever, Upload, code_strings
 from hashret.serve.schemas import (
     AddResponse,
@@ -36,6 +46,9 @@ from hashret.serve.schemas import (
     SearchResponse,
     Stats,
 )
+from hashret.serve.security import AccessControl, AccessPolicy
+from hashret.serve.sources import SourceView
+from hashret.serve.workqueue import WorkQueue
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: Default largest k a search may ask for.
@@ -47,10 +60,14 @@ DEFAULT_MAX_ADD_FILES = 64
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text} for code, text in {
-        400: "an upload that is empty, not an image, or truncated",
+        400: "an upload that is empty, not an image, or truncated; a Host the server does not serve",
+        401: "the route needs a key and none was sent (Authorization: Bearer KEY)",
+        403: "wrong key, a cross-site browser request, or a write to a read-only server",
         404: "unknown or removed item",
-        413: "request body or image over the size limit",
+        413: "request body or image over the size or decode-memory limit",
         422: "invalid parameters (k out of range, an id that is not a number, ...)",
+        429: "too many requests from this client (see Retry-After)",
+        503: "the decode queue is full (see Retry-After)",
     }.items()
 }
 # The page is served with this policy: only its own scripts, styles and images (plus the
@@ -74,35 +91,50 @@ def _image_type(data: bytes) -> str:
     return "application/octet-stream"
 
 
-def create_app(store: IndexStore, model: IndexModel, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               max_pixels: int = DEFAULT_MAX_PIXELS, max_k: int = DEFAULT_MAX_K,
-               max_candidates: int = DEFAULT_MAX_CANDIDATES, max_add_files: int = DEFAULT_MAX_ADD_FILES,
-               refresh_seconds: float = 2.0) -> FastAPI:
+def create_app(store: IndexStore, model: IndexModel, *, limits: ServeLimits | None = None,
+               access: AccessPolicy | None = None, sources: SourceView | None = None,
+               max_k: int = DEFAULT_MAX_K, max_candidates: int = DEFAULT_MAX_CANDIDATES,
+               max_add_files: int = DEFAULT_MAX_ADD_FILES, refresh_seconds: float = 2.0) -> FastAPI:
     """The retrieval service over an open index and its model.
 
     Args:
-        store: an open index; open it writable for ``POST /items`` (otherwise that route
-            answers 403). The app does not close it.
+        store: an open index; ``POST /items`` needs it open writable and ``access`` to hold
+            a write key (otherwise that route answers 403). The app does not close it.
         model: the index's model (:func:`hashret.indexing.load_index_model`).
-        max_upload_bytes: largest request body (413 above it, before it is read).
-        max_pixels: largest image (width x height) decoded (413 above it).
+        limits: the resource bounds (:class:`ServeLimits`; default: its defaults). The
+            connection deadlines and cap apply when served by
+            :func:`hashret.serve.server.uvicorn_config`.
+        access: keys and allowed hosts (default: read-only, no read key, loopback names).
+        sources: how items' sources are shown (default: file names, not server paths).
         max_k: largest ``k`` a search may ask for (422 above it).
         max_candidates: largest coarse-stage pool (``candidates``) a search may ask for.
         max_add_files: most images one ``POST /items`` may add (422 above it).
         refresh_seconds: a read-only index picks up other processes' commits this often.
 
     Returns:
-        a FastAPI app; serve it with ``uvicorn.run(app, host="127.0.0.1", port=...)``.
+        a FastAPI app; serve it with :func:`hashret.serve.server.uvicorn_config`.
     """
-    retriever = Retriever(store, model, max_pixels=max_pixels, refresh_seconds=refresh_seconds)
+    limits = limits or ServeLimits()
+    access = access or AccessPolicy()
+    show = sources or SourceView()
+    refusals = RefusalLog(limits.log_interval)
+    retriever = Retriever(store, model, max_pixels=limits.max_pixels,
+                          max_decoded_bytes=limits.max_decoded_bytes, refresh_seconds=refresh_seconds)
+    work = WorkQueue(limits.decode_workers, limits.decode_queue)
     app = FastAPI(
         title="hashret retrieval service", version=__version__,
         description=("Query-by-image over a hashret index: deep binary hash codes searched by Hamming "
                      "distance, optionally re-ranked by Euclidean distance on the float features "
                      "(hierarchical search). Every error is JSON: {detail, status}."),
     )
-    app.state.retriever = retriever
-    app.add_middleware(BodySizeLimit, max_bytes=max_upload_bytes)
+    app.state.retriever, app.state.limits, app.state.refusals = retriever, limits, refusals
+    app.state.access, app.state.work = access, work
+    # add_middleware puts each one outside the ones before it: the last added runs first
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_upload_bytes, on_refuse=refusals.note)
+    app.add_middleware(AccessControl, policy=access, on_refuse=refusals.note)
+    if limits.rate > 0:  # outermost: key guesses and bad hosts count against a client's rate too
+        app.add_middleware(RateLimit, buckets=TokenBuckets(limits.rate, limits.burst),
+                           on_refuse=refusals.note)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -111,7 +143,7 @@ def create_app(store: IndexStore, model: IndexModel, *, max_upload_bytes: int = 
 
     def item_model(request: Request, d: dict[str, Any]) -> dict[str, Any]:
         url = f"{base(request)}/items/{d['id']}"
-        return {**{k: v for k, v in d.items() if k != "has_image"}, "url": url,
+        return {**{k: v for k, v in d.items() if k != "has_image"}, "source": show(d["source"]), "url": url,
                 "image_url": f"{url}/image" if d["has_image"] else None}
 
     def search_response(request: Request, out: Outcome, k: int, rerank: bool) -> SearchResponse:
@@ -126,17 +158,20 @@ def create_app(store: IndexStore, model: IndexModel, *, max_upload_bytes: int = 
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=headers)
 
     @app.get("/health", response_model=Health, tags=["service"], summary="Liveness and item count")
-    def health() -> Health:
-        return Health(status="ok", items=retriever.count())
+    async def health() -> Health:  # on the event loop, never waits for the store or a worker thread
+        return Health(status="ok", items=retriever.count_nowait())
 
     @app.get("/stats", response_model=Stats, tags=["service"],
-             summary="What is served: items, bits, model, backend")
+             summary="What is served: items, bits, model, backend, limits, refusals so far")
     def stats() -> Stats:
-        return Stats(**retriever.stats(), max_k=max_k, max_upload_bytes=max_upload_bytes)
+        s = retriever.stats()
+        s["writable"] = bool(s["writable"] and access.writable)
+        return Stats(**s, max_k=max_k, max_upload_bytes=limits.max_upload_bytes,
+                     read_key=access.read_protected, refused=refusals.counts())
 
     @app.post("/search", response_model=SearchResponse, responses=_ERRORS, tags=["search"],
               summary="The k items nearest to an uploaded image or to an indexed item")
-    def search(
+    async def search(
         request: Request,
         image: Annotated[UploadFile | None, File(description="query image (PNG, JPEG, ...)")] = None,
         id: Annotated[int | None, Form(ge=0, description="search by this indexed item instead")] = None,  # noqa: A002
@@ -155,10 +190,11 @@ def create_app(store: IndexStore, model: IndexModel, *, max_upload_bytes: int = 
             raise BadRequest("give at most one of 'candidates' and 'radius' (the coarse stage's pool)")
         pool = {"candidates": candidates, "radius": radius}
         if image is not None:
-            upload = Upload(image.file.read(), _clean_name(image.filename))
-            out = retriever.search_image(upload, k=k, rerank=rerank, **pool)
+            async with work.slot():  # admitted (or 503) before the upload is read into memory
+                upload = Upload(await image.read(), _clean_name(image.filename))
+                out = await run_in_threadpool(retriever.search_image, upload, k=k, rerank=rerank, **pool)
         else:
-            out = retriever.search_id(int(id), k=k, rerank=rerank, **pool)
+            out = await run_in_threadpool(retriever.search_id, int(id), k=k, rerank=rerank, **pool)
         return search_response(request, out, k, rerank)
 
     @app.get("/items/{item_id}", response_model=Item, responses=_ERRORS, tags=["items"],
@@ -175,19 +211,21 @@ def create_app(store: IndexStore, model: IndexModel, *, max_upload_bytes: int = 
         return Response(data, media_type=_image_type(data),
                         headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
 
-    @app.post("/items", response_model=AddResponse, status_code=201, tags=["items"],
-              responses={**_ERRORS, 403: {"model": ErrorResponse, "description": "index opened read-only"}},
-              summary="Add uploaded images to the index (one commit: all or none)")
-    def add_items(
+    @app.post("/items", response_model=AddResponse, status_code=201, tags=["items"], responses={
+        **_ERRORS, 507: {"model": ErrorResponse, "description": "the disk is full; nothing was added"}},
+              summary="Add uploaded images to the index (one commit: all or none; needs the write key)")
+    async def add_items(
         request: Request,
         images: Annotated[list[UploadFile], File(description="image files to add")],
         label: Annotated[str | None, Form(max_length=200, description="class name of every image")] = None,
     ) -> AddResponse:
         if len(images) > max_add_files:
             raise BadRequest(f"{len(images)} images in one request; at most {max_add_files}: split them")
-        uploads = [Upload(f.file.read(), _clean_name(f.filename)) for f in images]
-        ids = retriever.add(uploads, label=label or None)
-        items = [Item(**item_model(request, retriever.item(i))) for i in ids]
-        return AddResponse(ids=ids, items=items, count=retriever.count())
+        async with work.slot():
+            uploads = [Upload(await f.read(), _clean_name(f.filename)) for f in images]
+            ids = await run_in_threadpool(retriever.add, uploads, label=label or None)
+        described = await run_in_threadpool(lambda: [retriever.item(i) for i in ids])
+        items = [Item(**item_model(request, d)) for d in described]
+        return AddResponse(ids=ids, items=items, count=retriever.count_nowait())
 
     return app

@@ -21,13 +21,16 @@ log = logging.getLogger("hashret.serve")
 
 
 class ServiceError(Exception):
-    """An error with an HTTP status and a message for the client."""
+    """An error with an HTTP status and a message for the client (and optional headers)."""
 
     status = 400
+    #: refusal class counted by the refusal log, or None for an ordinary client error
+    refusal: str | None = None
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers
 
 
 class BadUpload(ServiceError):
@@ -40,6 +43,7 @@ class TooLarge(ServiceError):
     """A request body or an image over the configured limits (413)."""
 
     status = 413
+    refusal = "too-large"
 
 
 class NotFound(ServiceError):
@@ -52,6 +56,27 @@ class ReadOnly(ServiceError):
     """An add to an index the server opened read-only (403)."""
 
     status = 403
+
+
+class Busy(ServiceError):
+    """The decode queue is full (503, with Retry-After): the client should retry shortly."""
+
+    status = 503
+    refusal = "busy"
+
+
+class Unavailable(ServiceError):
+    """The index could not be written for a reason other than a full disk (503); nothing was added."""
+
+    status = 503
+    refusal = "unavailable"
+
+
+class InsufficientStorage(ServiceError):
+    """The disk (or a file-size or quota limit) is full (507); nothing was added."""
+
+    status = 507
+    refusal = "disk-full"
 
 
 class BadRequest(ServiceError):
@@ -82,7 +107,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service(request: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc.status, exc.detail)
+        refusals = getattr(request.app.state, "refusals", None)
+        if exc.refusal and refusals is not None:
+            refusals.note(exc.refusal, f"{request.method} {request.url.path}: {exc.detail}")
+        return error_response(exc.status, exc.detail, headers=exc.headers)
 
     @app.exception_handler(IndexLockedError)
     async def _locked(request: Request, exc: IndexLockedError) -> JSONResponse:

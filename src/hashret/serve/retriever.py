@@ -5,11 +5,15 @@ threads, so every use of the store is serialised by one lock (a search takes
 milliseconds), and encoding by another (so a search runs while another query encodes).
 Decoding uploads needs no lock. An index opened read-only is refreshed (at most every
 ``refresh_seconds``) so that adds committed by another process become visible.
+
+An add that the disk refuses (full, quota, file-size limit) answers 507, any other OS error
+503; either way nothing is committed and the index stays as it was.
 """
 
 from __future__ import annotations
 
-import re
+import errno
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,12 +22,16 @@ from typing import Any
 import numpy as np
 
 from hashret.codes import unpack
-from hashret.data.image import BadImageError
 from hashret.index.store import IndexStore
 from hashret.indexing import THUMBNAIL_SIDE, IndexModel, add_images
 from hashret.search import SearchResult
-from hashret.serve.errors import BadRequest, BadUpload, NotFound, ReadOnly
-from hashret.serve.limits import DEFAULT_MAX_PIXELS, check_pixels
+from hashret.serve.decode import decode_upload
+from hashret.serve.errors import BadRequest, InsufficientStorage, NotFound, ReadOnly, Unavailable
+from hashret.serve.limits import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS
+
+#: Largest item id (ids are int64); a larger one names no item.
+MAX_ID = 2**63 - 1
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 @dataclass(frozen=True)
@@ -57,23 +65,27 @@ class Retriever:
         store: an open index (writable for :meth:`add`).
         model: the index's model (:func:`hashret.indexing.load_index_model`).
         max_pixels: largest image (width x height) decoded.
+        max_decoded_bytes: largest memory one decode may take (:mod:`hashret.serve.decode`).
         refresh_seconds: a read-only store looks for other processes' commits at most this often.
         thumbnail_side: longer side of the thumbnail stored for each added image.
     """
 
     def __init__(self, store: IndexStore, model: IndexModel, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 refresh_seconds: float = 2.0, thumbnail_side: int = THUMBNAIL_SIDE) -> None:
+                 max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES, refresh_seconds: float = 2.0,
+                 thumbnail_side: int = THUMBNAIL_SIDE) -> None:
         if model.bits != store.bits:
             raise ValueError(f"the model makes {model.bits}-bit codes, the index holds {store.bits}-bit "
                              "codes: load the index's own model (load_index_model(store))")
         self.store = store
         self.model = model
         self.max_pixels = int(max_pixels)
+        self.max_decoded_bytes = int(max_decoded_bytes)
         self.refresh_seconds = float(refresh_seconds)
         self.thumbnail_side = int(thumbnail_side)
         self._store_lock = threading.RLock()
         self._model_lock = threading.Lock()
         self._last_refresh = time.monotonic()
+        self._count = len(store)  # read without the lock by /health
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -86,41 +98,26 @@ class Retriever:
             return
         self._last_refresh = time.monotonic()
         self.store.refresh()
+        self._count = len(self.store)
 
     def decode(self, upload: Upload) -> np.ndarray:
         """``uint8[h, w, c]`` at the index's image shape.
 
         Raises:
             BadUpload: an empty file, not an image, or a truncated one.
-            TooLarge: more than ``max_pixels`` pixels.
+            TooLarge: more than ``max_pixels`` pixels or ``max_decoded_bytes`` to decode.
         """
-        if not upload.data:
-            raise BadUpload(f"{upload.name!r} is empty (0 bytes): upload an image file (PNG, JPEG, ...)")
-        check_pixels(upload.data, self.max_pixels)
-        try:
-            return self.model.read(upload.data)
-        except BadImageError as e:
-            msg = str(e).split(";")[0].replace("<image bytes>", repr(upload.name))
-            msg = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", msg)
-            raise BadUpload(f"{msg}: upload a complete image file (PNG, JPEG, ...)") from e
+        return decode_upload(upload.data, upload.name, tuple(self.model.image_shape),  # type: ignore[arg-type]
+                             max_pixels=self.max_pixels, max_decoded_bytes=self.max_decoded_bytes)
 
     def _encode(self, images: np.ndarray):  # -> hashret.encode.Encoded
         with self._model_lock:
             return self.model.encode(images)
 
-    def _ids_with_image(self, ids: list[int]) -> set[int]:
-        """Those of ``ids`` whose stored copy of the image exists (store lock held)."""
-        if not ids:
-            return set()
-        marks = ",".join("?" * len(ids))
-        rows = self.store.meta.conn.execute(
-            f"SELECT id FROM items WHERE id IN ({marks}) AND image IS NOT NULL", ids)
-        return {int(r[0]) for r in rows}
-
     def _describe(self, ids: list[int]) -> list[dict[str, Any]]:
         """Metadata dicts of live ids (store lock held); KeyError for unknown ones."""
         metas = self.store.get_items(ids)
-        with_image = self._ids_with_image(ids)
+        with_image = self.store.ids_with_image(ids) if ids else set()
         return [{"id": i, "label": int(m.label), "class_name": m.class_name, "source": m.source,
                  "extra": dict(m.extra or {}), "has_image": i in with_image}
                 for i, m in zip(ids, metas, strict=True)]
@@ -131,6 +128,14 @@ class Retriever:
         for r, (h, ham, euc) in enumerate(zip(hits, result.hamming, result.euclidean, strict=True)):
             h.update(rank=r + 1, hamming=int(ham), euclidean=None if np.isnan(euc) else float(euc))
         return hits
+
+    @staticmethod
+    def _check_id(item_id: int) -> int:
+        """``item_id`` as an int64 id, or NotFound for one no index can hold (negative, >= 2**63)."""
+        item_id = int(item_id)
+        if not 0 <= item_id <= MAX_ID:
+            raise NotFound(f"no item with id {item_id} in the index (ids are 0 .. 2**63 - 1)")
+        return item_id
 
     def _check_searchable(self) -> None:
         if len(self.store) == 0:
@@ -156,6 +161,7 @@ class Retriever:
                   radius: int | None = None) -> Outcome:
         """Search by an indexed item's stored code and features."""
         t0 = time.perf_counter()
+        item_id = self._check_id(item_id)
         with self._store_lock:
             self._refresh()
             try:
@@ -173,6 +179,7 @@ class Retriever:
         Raises:
             NotFound: unknown or removed id.
         """
+        item_id = self._check_id(item_id)
         with self._store_lock:
             self._refresh()
             try:
@@ -186,6 +193,7 @@ class Retriever:
         Raises:
             NotFound: unknown or removed id, or the index keeps no image of it.
         """
+        item_id = self._check_id(item_id)
         with self._store_lock:
             self._refresh()
             try:
@@ -202,6 +210,8 @@ class Retriever:
         Raises:
             ReadOnly: the index was opened read-only.
             BadUpload / TooLarge: an upload that cannot be added (named); nothing is added.
+            InsufficientStorage: the disk (quota, file-size limit) is full (507); nothing is added.
+            Unavailable: another OS error while writing (503); nothing is added.
         """
         if not self.writable:
             raise ReadOnly("the server opened the index read-only: restart `hashret serve` without "
@@ -212,8 +222,13 @@ class Retriever:
         sources = [f"upload:{u.name}" for u in uploads]
         with self._store_lock:
             with self._model_lock:
-                ids = add_images(self.store, self.model, images, sources, label=label,
-                                 thumbnail_side=self.thumbnail_side)
+                try:
+                    ids = add_images(self.store, self.model, images, sources, label=label,
+                                     thumbnail_side=self.thumbnail_side)
+                except (OSError, sqlite3.OperationalError) as e:
+                    raise _write_error(e) from e
+                finally:
+                    self._count = len(self.store)
         return [int(i) for i in ids]
 
     def warm_up(self) -> float:
@@ -223,14 +238,19 @@ class Retriever:
         enc = self._encode(np.zeros((1, *self.model.image_shape), np.uint8))
         with self._store_lock:
             if len(self.store):
-                self.store.search(enc.codes, enc.features, 1, rerank=True)
-                self.store.search(enc.codes, None, 1)
+                for pool in ({}, {"radius": 0}):  # top-k and range kernels, for this code width
+                    self.store.search(enc.codes, enc.features, 1, rerank=True, **pool)
+                    self.store.search(enc.codes, None, 1, **pool)
         return time.perf_counter() - t0
 
     def count(self) -> int:
         with self._store_lock:
             self._refresh()
             return len(self.store)
+
+    def count_nowait(self) -> int:
+        """Items as of the last state loaded, without waiting for the store (for /health)."""
+        return self._count
 
     def stats(self) -> dict[str, Any]:
         """Items, bits, backend, model identity, generation, writability."""
@@ -247,3 +267,14 @@ class Retriever:
                           "classes": list(self.model.classes),
                           "image_shape": list(self.model.image_shape)},
             }
+
+
+def _write_error(e: BaseException) -> InsufficientStorage | Unavailable:
+    """The service error for an OS / SQLite error while adding (nothing was committed)."""
+    full = (isinstance(e, OSError) and e.errno in _DISK_FULL) or "full" in str(e).lower()
+    what = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    if full:
+        return InsufficientStorage(f"the index's disk is full ({what}): nothing was added; free space "
+                                   "on the server, then retry")
+    return Unavailable(f"the index could not be written ({what}): nothing was added; retry later",
+                       headers={"Retry-After": "5"})

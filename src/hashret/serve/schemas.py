@@ -68,7 +68,7 @@ class AddResponse(BaseModel):
 
 class Health(BaseModel):
     status: str = Field(description="'ok' while the index is open")
-    items: int
+    items: int = Field(description="items as of the last index state loaded")
 
 
 class Stats(BaseModel):
@@ -81,6 +81,9 @@ class Stats(BaseModel):
                                               "classes, input image shape")
     feature_storage: str
     generation: int = Field(description="commit number of the loaded index state")
-    writable: bool = Field(description="whether POST /items can add to the index")
+    writable: bool = Field(description="whether POST /items can add to the index (with the write key)")
     max_k: int
     max_upload_bytes: int
+    read_key: bool = Field(description="whether reads need the read key")
+    refused: dict[str, int] = Field(default_factory=dict,
+                                    description="requests and connections refused so far, by reason")

@@ -1,16 +1,30 @@
-"""Run the retrieval service on an index directory (what ``hashret serve`` calls)."""
+"""Run the retrieval service on an index directory (what ``hashret serve`` calls).
+
+The service is read-only unless it is given a write key; it binds 127.0.0.1 unless told
+otherwise, and answers only requests that name an allowed host (see
+:mod:`hashret.serve.security`). uvicorn runs it with the guarded h11 protocol
+(:mod:`hashret.serve.connections`: header and body deadlines, a connection cap), and the
+kernels of the index's code width are compiled before it listens, so no request waits on
+a compile.
+"""
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
+from typing import Any
 
 from hashret.index.store import IndexLockedError, IndexStore
 from hashret.indexing import load_index_model
-from hashret.serve.limits import DEFAULT_MAX_UPLOAD_BYTES
+from hashret.serve.limits import ServeLimits
+from hashret.serve.security import AccessPolicy
+from hashret.serve.sources import SourceView
 
-#: Loopback only unless told otherwise: the service has no authentication.
+#: Loopback only unless told otherwise.
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+#: File descriptors kept free for the index, logs and the listening socket.
+_FD_RESERVE = 64
 
 
 def open_index(index_dir: str | Path, *, read_only: bool = False) -> IndexStore:
@@ -24,28 +38,77 @@ def open_index(index_dir: str | Path, *, read_only: bool = False) -> IndexStore:
     try:
         return IndexStore.open(index_dir, writable=not read_only)
     except IndexLockedError as e:
-        raise RuntimeError(f"{e}; or serve it with --read-only (POST /items is then refused)") from None
+        raise RuntimeError(f"{e}; or serve it without a write key (read-only: POST /items is then "
+                           "refused)") from None
+
+
+def connection_cap(wanted: int) -> int:
+    """``wanted`` connections, lowered to fit the open-file limit (raised to its hard limit first)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return max(1, min(int(wanted), soft - _FD_RESERVE))
+
+
+def uvicorn_config(app: Any, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                   log_level: str = "info", **kw: Any) -> Any:
+    """A ``uvicorn.Config`` for an app of :func:`hashret.serve.create_app`, with its limits:
+    the guarded protocol (deadlines, connection cap), keep-alive timeout, log filters.
+
+    ``kw`` goes to ``uvicorn.Config`` (e.g. ``fd`` or nothing when serving given sockets).
+    """
+    import uvicorn
+
+    from hashret.serve.connections import guarded_protocol
+    from hashret.serve.logs import install_log_filters
+
+    limits: ServeLimits = app.state.limits
+    protocol = guarded_protocol(header_timeout=limits.header_timeout, body_timeout=limits.body_timeout,
+                                max_connections=connection_cap(limits.max_connections),
+                                refusals=app.state.refusals)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, http=protocol,
+                            timeout_keep_alive=max(1, round(limits.keep_alive)), server_header=False, **kw)
+    install_log_filters(limits.log_interval)
+    return config
 
 
 def serve(index_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          read_only: bool = False, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-          log_level: str = "info") -> None:
+          access: AccessPolicy | None = None, limits: ServeLimits | None = None,
+          sources: SourceView | None = None, read_only: bool = False, log_level: str = "info") -> None:
     """Open ``index_dir`` and its model and serve the API and the web page until interrupted.
 
-    Binds ``127.0.0.1`` unless ``host`` says otherwise (the service has no authentication:
-    put it behind a proxy that has before binding another address).
+    Args:
+        index_dir: an index (``hashret index build``).
+        host, port: where to listen (127.0.0.1 unless told otherwise).
+        access: keys and allowed hosts; the index is opened writable only when it holds a
+            write key and ``read_only`` is False.
+        limits: resource bounds.
+        sources: how items' sources are shown.
+        read_only: never write, even with a write key.
+        log_level: uvicorn's log level.
     """
     import uvicorn
 
     from hashret.serve.app import create_app
 
-    store = open_index(index_dir, read_only=read_only)
+    access = access or AccessPolicy()
+    writable = access.writable and not read_only
+    store = open_index(index_dir, read_only=not writable)
     try:
         model = load_index_model(store)
-        app = create_app(store, model, max_upload_bytes=max_upload_bytes)
-        app.state.retriever.warm_up()
-        print(f"serving {store.root} ({len(store)} items, {store.bits} bits"
-              f"{', read-only' if read_only else ''}) on http://{host}:{port}/", flush=True)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        app = create_app(store, model, limits=limits, access=access, sources=sources)
+        seconds = app.state.retriever.warm_up()
+        config = uvicorn_config(app, host=host, port=port, log_level=log_level)
+        mode = "writable with the write key" if writable else "read-only"
+        keys = ", reads need the read key" if access.read_protected else ""
+        print(f"serving {store.root} ({len(store)} items, {store.bits} bits, {mode}{keys}; kernels ready "
+              f"in {seconds:.1f} s) on http://{host}:{port}/ for hosts {', '.join(access.allowed_hosts)}",
+              flush=True)
+        uvicorn.Server(config).run()
     finally:
         store.close()

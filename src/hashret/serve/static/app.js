@@ -1,10 +1,49 @@
 // hashret web page: query by image or by indexed item, over the JSON API of the same server.
 // Plain JavaScript, no build step. Every URL is relative, so the page also works under a prefix.
+// A server started with a read key answers 401 until the user pastes the key; the page then sends
+// it as "Authorization: Bearer KEY" (kept in sessionStorage: this tab only), and loads images
+// through fetch (an <img src> cannot send the header).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const KEY_ITEM = "hashret-key";
 let last = null; // the last query: {file} or {id}
 let queryUrl = null; // object URL of the uploaded query image
+let imageUrls = []; // object URLs of the images loaded with the key
+
+function key() {
+  return sessionStorage.getItem(KEY_ITEM) || "";
+}
+
+function api(url, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (key()) headers.set("Authorization", `Bearer ${key()}`);
+  return fetch(url, { ...options, headers });
+}
+
+class NeedsKey extends Error {}
+
+async function checked(resp) {
+  if (resp.status === 401 || (resp.status === 403 && key())) {
+    $("key-form").hidden = false;
+    throw new NeedsKey(await errorText(resp));
+  }
+  if (!resp.ok) throw new Error(await errorText(resp));
+  return resp;
+}
+
+function setImage(img, url) {
+  if (!key()) {
+    img.src = url;
+    return;
+  }
+  api(url).then((r) => (r.ok ? r.blob() : null)).then((blob) => {
+    if (!blob) return;
+    const u = URL.createObjectURL(blob);
+    imageUrls.push(u);
+    img.src = u;
+  });
+}
 
 function showError(message) {
   $("error").textContent = message;
@@ -26,9 +65,9 @@ async function errorText(resp) {
 
 async function loadStats() {
   try {
-    const resp = await fetch("stats");
-    if (!resp.ok) throw new Error(await errorText(resp));
+    const resp = await checked(await api("stats"));
     const s = await resp.json();
+    $("key-form").hidden = true;
     const m = s.model || {};
     $("stats").textContent = `${s.items.toLocaleString("en")} items · ${s.bits}-bit codes · ` +
       `${s.backend} · ${[m.method, m.backbone].filter(Boolean).join(" ")}` +
@@ -36,7 +75,7 @@ async function loadStats() {
     $("k").max = s.max_k;
   } catch (e) {
     $("stats").textContent = "";
-    showError(`cannot reach the server: ${e.message}`);
+    showError(e instanceof NeedsKey ? e.message : `cannot reach the server: ${e.message}`);
   }
 }
 
@@ -46,7 +85,7 @@ function renderQuery(data, query) {
     $("query-img").src = queryUrl;
     $("query-title").textContent = `uploaded: ${query.file.name || "image"}`;
   } else {
-    $("query-img").src = `items/${query.id}/image`;
+    setImage($("query-img"), `items/${query.id}/image`);
     $("query-title").textContent = `item #${query.id}`;
   }
   $("query-bits").textContent = data.query.bits;
@@ -66,7 +105,7 @@ function hitCard(hit) {
   const img = document.createElement("img");
   img.alt = `item ${hit.id}`;
   img.loading = "lazy";
-  if (hit.image_url) img.src = hit.image_url;
+  if (hit.image_url) setImage(img, hit.image_url);
   else img.classList.add("missing");
   const name = document.createElement("div");
   name.className = "label";
@@ -99,9 +138,10 @@ async function search(query) {
   $("status").textContent = "searching…";
   document.body.classList.add("busy");
   try {
-    const resp = await fetch("search", { method: "POST", body: form });
-    if (!resp.ok) throw new Error(await errorText(resp));
+    const resp = await checked(await api("search", { method: "POST", body: form }));
     const data = await resp.json();
+    imageUrls.forEach((u) => URL.revokeObjectURL(u));
+    imageUrls = [];
     renderQuery(data, query);
     $("results").replaceChildren(...data.results.map(hitCard));
     const how = data.rerank ? "Hamming, then Euclidean re-rank" : "Hamming distance";
@@ -136,6 +176,14 @@ function setup() {
   for (const id of ["k", "rerank"]) {
     $(id).addEventListener("change", () => last && search(last));
   }
+  $("key-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    sessionStorage.setItem(KEY_ITEM, $("key").value.trim());
+    $("key").value = "";
+    showError("");
+    loadStats();
+    if (last) search(last);
+  });
   const m = location.hash.match(/^#id=(\d+)$/);
   if (m) search({ id: Number(m[1]) });
   loadStats();
