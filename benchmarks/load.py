@@ -133,7 +133,8 @@ def free_port() -> int:
 
 def start_server(index: Path, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "hashret.cli", "serve", str(index), "--host", "127.0.0.1",
-           "--port", str(port), "--read-only", "--log-level", "warning"]
+           "--port", str(port), "--read-only", "--log-level", "warning",
+           "--rate-limit", "0"]  # 32 clients share one address: the per-client rate limit would 429 them
     proc = subprocess.Popen(cmd)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
