@@ -26,18 +26,24 @@ WRITER = textwrap.dedent("""
     from hashret.index.metadata import ItemMeta
     from hashret.index import store as store_mod
     root, mode = sys.argv[1], sys.argv[2]
+    armed = []  # crash only in the commits after "ready" (opening may seal or checkpoint)
     if mode != "loop":  # die by SIGKILL at a chosen point of the next commit
         import os, signal
-        target = {"commit": "write_manifest", "segment": "write_segment"}[mode]
-        real = getattr(store_mod, target)
+        owner = store_mod.MetadataDB if mode == "checkpoint" else store_mod
+        target = {"commit": "write_manifest", "segment": "write_segment", "rows": "seal_metadata",
+                  "checkpoint": "checkpoint"}[mode]
+        real = getattr(owner, target)
         def crash(*a, **k):
+            if not armed:
+                return real(*a, **k)
             if target == "write_segment":
                 real(*a, **k)  # the segment's files are complete, the commit never happens
             os.kill(os.getpid(), signal.SIGKILL)
-        setattr(store_mod, target, crash)
+        setattr(owner, target, crash)  # checkpoint: the commit is done, the WAL not yet copied
     s = store_mod.IndexStore.open(root, writable=True)
     rng = np.random.default_rng(len(s))
     print("ready", flush=True)
+    armed.append(True)
     for step in range(100000):
         n = int(rng.integers(1, 40))
         codes = rng.integers(0, 256, (n, 4), dtype=np.uint8)
@@ -98,7 +104,7 @@ def test_kill_9_at_random_moments_never_loses_the_last_commit(tmp_path):
         assert MetadataDB(root, readonly=True).count() == s.manifest.count
 
 
-@pytest.mark.parametrize("point", ["segment", "commit"])
+@pytest.mark.parametrize("point", ["segment", "rows", "commit"])
 def test_kill_9_between_writing_and_committing(tmp_path, point):
     root = tmp_path / "ix"
     new_index(root)
@@ -116,14 +122,36 @@ def test_kill_9_between_writing_and_committing(tmp_path, point):
         assert s.live_ids()[-1] == 50  # ids of the lost add are given again: they were never visible
 
 
+def test_kill_9_after_the_commit_before_the_checkpoint(tmp_path):
+    """The add is committed while its metadata rows are still only in SQLite's WAL: readers
+    check the sealed image (file + sealed WAL frames) and see every row."""
+    root = tmp_path / "ix"
+    new_index(root)
+    before = read_manifest(root)
+    p = start_writer(root, "checkpoint")
+    assert p.wait() == -signal.SIGKILL
+    after = read_manifest(root)
+    assert after.generation == before.generation + 1 and after.count > before.count
+    assert after.metadata.wal is not None and after.metadata.wal[2] > 0  # sealed frames in the WAL
+    assert (root / "metadata.sqlite-wal").stat().st_size > 0
+    check_consistent(root)
+    with IndexStore.open(root, writable=True) as s:  # the next writer checkpoints: still the same image
+        assert s.manifest.generation == after.generation
+        assert (root / "metadata.sqlite-wal").stat().st_size == 0
+        s.verify()
+
+
 def test_readers_search_while_a_writer_adds(tmp_path):
     root = tmp_path / "ix"
     new_index(root)
     p = start_writer(root, "loop")
     try:
         reader = IndexStore.open(root)
-        seen, deadline = set(), time.monotonic() + 3
+        seen, deadline, verified = set(), time.monotonic() + 3, 0
         while time.monotonic() < deadline:
+            if len(seen) % 3 == 0:  # a full check (seal included) never raises a false alarm
+                IndexStore.open(root, verify=True).close()
+                verified += 1
             reader.refresh()
             seen.add(reader.manifest.generation)
             res = reader.search(reader.codes[-2:], k=10)
@@ -137,3 +165,4 @@ def test_readers_search_while_a_writer_adds(tmp_path):
         p.kill()
         p.wait()
     assert len(seen) > 3, "the reader never saw the writer's commits"
+    assert verified > 0

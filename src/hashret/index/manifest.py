@@ -8,6 +8,13 @@ manifest atomically (:func:`hashret.io.atomic_write`: temporary file, fsync, ren
 fsync of the directory) is the single commit point of an ``add``, ``remove`` or
 ``compact``. A crash at any moment leaves the previous manifest, and the files it names,
 intact.
+
+The manifest carries its own SHA-256 (``checksum``, over the canonical JSON of the rest)
+and is checked against invariants at every read (counts agree, ``next_id`` leaves room for
+every row); the store checks those that need the data (ids, removed set, metadata rows)
+when it loads. A manifest failing either is refused, naming ``hashret index repair``.
+Format version 1 (no checksum, metadata not sealed) is still read; the next writer
+upgrades it.
 """
 
 from __future__ import annotations
@@ -22,13 +29,19 @@ from typing import Any
 from hashret.codes import check_bits, n_bytes
 
 FORMAT = "hashret-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this hashret reads (1: written before the manifest checksum and metadata seal).
+READABLE_VERSIONS = (1, 2)
 MANIFEST_FILE = "manifest.json"
 FEATURE_STORAGE = ("float32", "float16", "pca")
 
 
 class IndexCorruptError(ValueError):
     """A file of the index is missing, truncated or does not match its checksum."""
+
+
+def repair_hint(root: Path) -> str:
+    return f"run `hashret index repair {root}` (it says what it can rebuild and asks first)"
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,25 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class MetadataSeal:
+    """What the metadata database (``metadata.sqlite``) was at the commit: see
+    :mod:`hashret.index.sqlite_image`.
+
+    Attributes:
+        bytes: size of the database image.
+        chunk_bytes: bytes per checksummed chunk.
+        sums: the file holding ``uint8[chunks, 32]``, the SHA-256 of every chunk.
+        wal: ``[salt1, salt2, frames]``, the WAL position of the image, or ``None``
+            (the image is the main file alone).
+    """
+
+    bytes: int
+    chunk_bytes: int
+    sums: FileEntry
+    wal: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The committed state of an index directory (``manifest.json``).
 
@@ -101,6 +133,7 @@ class Manifest:
         removed: the file of removed ids (``int64``, sorted) or ``None``.
         pca: the file holding the PCA mean and components, or ``None``.
         build: resumable ``index build`` progress (``None`` once finished or never used).
+        metadata: the seal of ``metadata.sqlite`` (``None`` in format version 1).
     """
 
     bits: int
@@ -117,6 +150,7 @@ class Manifest:
     removed_count: int = 0
     pca: FileEntry | None = None
     build: dict[str, Any] | None = None
+    metadata: MetadataSeal | None = None
     created: str = ""
     updated: str = ""
     format: str = FORMAT
@@ -142,6 +176,8 @@ class Manifest:
         """Every file the committed state needs."""
         out = [f for s in self.segments for f in s.files()]
         out += [f for f in (self.removed, self.pca) if f is not None]
+        if self.metadata is not None:
+            out.append(self.metadata.sums)
         if self.model.get("file"):
             out.append(FileEntry(**self.model["file"]))
         return out
@@ -152,13 +188,31 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["segments"] = [asdict(s) for s in self.segments]
+        if self.metadata is not None and self.metadata.wal is not None:
+            d["metadata"]["wal"] = list(self.metadata.wal)
         return d
+
+    def invariant_problems(self) -> list[str]:
+        """What in the manifest contradicts itself (empty when consistent)."""
+        out = []
+        rows = self.rows
+        if any(s.rows <= 0 for s in self.segments):
+            out.append("a segment with no rows")
+        if not 0 <= self.removed_count <= rows:
+            out.append(f"removed_count {self.removed_count} outside 0..{rows} stored rows")
+        if self.count != rows - self.removed_count:
+            out.append(f"count {self.count} != {rows} rows - {self.removed_count} removed")
+        if self.next_id < rows:
+            out.append(f"next_id {self.next_id} is below the {rows} stored rows (ids would be reused)")
+        if (self.removed is None) != (self.removed_count == 0):
+            out.append("removed_count and the removed file disagree")
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: Path) -> Manifest:
         if d.get("format") != FORMAT:
             raise IndexCorruptError(f"{where} is not a hashret index manifest (format {d.get('format')!r})")
-        if d.get("format_version") != FORMAT_VERSION:
+        if d.get("format_version") not in READABLE_VERSIONS:
             raise IndexCorruptError(
                 f"{where} has index format version {d.get('format_version')}, this hashret reads "
                 f"version {FORMAT_VERSION}: rebuild the index with this version (`hashret index build`)"
@@ -171,17 +225,33 @@ class Manifest:
             )
             for key in ("removed", "pca"):
                 d[key] = FileEntry(**d[key]) if d.get(key) else None
+            if d.get("metadata"):
+                md = dict(d["metadata"])
+                md["sums"] = FileEntry(**md["sums"])
+                md["wal"] = tuple(int(x) for x in md["wal"]) if md.get("wal") else None
+                d["metadata"] = MetadataSeal(**md)
             return cls(**d)
         except (KeyError, TypeError) as e:
             raise IndexCorruptError(f"{where} is damaged ({e}): restore it or rebuild the index") from e
 
 
-def read_manifest(root: str | Path) -> Manifest:
+def canonical_checksum(d: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON (sorted keys, no spaces) of ``d`` without ``checksum``."""
+    body = {k: v for k, v in d.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def read_manifest(root: str | Path, *, check: bool = True) -> Manifest:
     """Read ``root/manifest.json``.
+
+    Args:
+        check: refuse a manifest whose checksum or invariants fail (``False``: only
+            ``hashret index repair`` reads it so).
 
     Raises:
         FileNotFoundError: ``root`` is not an index directory.
-        IndexCorruptError: the manifest is unreadable or of another format version.
+        IndexCorruptError: the manifest is unreadable, of another format version, does not
+            match its checksum, or contradicts itself.
     """
     root = Path(root)
     path = root / MANIFEST_FILE
@@ -198,7 +268,17 @@ def read_manifest(root: str | Path) -> Manifest:
         d = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise IndexCorruptError(f"{path} is not valid JSON ({e}): the manifest is corrupt") from e
-    return Manifest.from_dict(d, path)
+    if not isinstance(d, dict):
+        raise IndexCorruptError(f"{path} is not a hashret index manifest (not a JSON object)")
+    if check and d.get("format_version") == FORMAT_VERSION and d.get("checksum") != canonical_checksum(d):
+        raise IndexCorruptError(
+            f"{path} does not match its own checksum (edited or damaged): {repair_hint(root)}, "
+            "or restore the index from a backup"
+        )
+    m = Manifest.from_dict({k: v for k, v in d.items() if k != "checksum"}, path)
+    if check and (problems := m.invariant_problems()):
+        raise IndexCorruptError(f"{path} contradicts itself ({'; '.join(problems)}): {repair_hint(root)}")
+    return m
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
@@ -206,7 +286,9 @@ def write_manifest(root: Path, manifest: Manifest) -> None:
     fsync the directory (after this returns, the new state survives a power cut)."""
     path = root / MANIFEST_FILE
     tmp = root / f".{MANIFEST_FILE}.{os.getpid()}.tmp"
-    data = (json.dumps(manifest.to_dict(), indent=1) + "\n").encode()
+    d = manifest.to_dict()
+    d["checksum"] = canonical_checksum(d)
+    data = (json.dumps(d, indent=1) + "\n").encode()
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()

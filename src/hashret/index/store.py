@@ -9,13 +9,18 @@ Layout of ``INDEX_DIR``::
     removed-<generation>.npy int64[r], sorted ids removed since the last compaction
     pca-<generation>.npy     float32[p + 1, d] PCA mean + components (feature_storage="pca")
     model.safetensors        a copy of the checkpoint that made the codes (self-contained)
-    metadata.sqlite          per-item source / label / class / thumbnail (WAL mode)
+    metadata.sqlite          per-item source / label / class / thumbnail / file SHA-256 (WAL)
+    metadata-<generation>.sums.npy  uint8[chunks, 32] the seal of metadata.sqlite
     write.lock               held (flock) by the one writer
 
 Every data file is written under a temporary name, fsynced, renamed, and never changed
 again; then the manifest that names it replaces the old one (fsync, rename, fsync of the
 directory). So a crash (``kill -9``, power cut) at any point leaves the previous commit
-readable, and readers that opened an older manifest keep reading its files. One writer at
+readable, and readers that opened an older manifest keep reading its files. The metadata
+database, the one file changed in place, is sealed by every commit (the SHA-256 of each
+chunk of its bytes as of the commit, :mod:`hashret.index.sqlite_image`), so every byte of
+the index is checked; the manifest carries its own checksum and is checked against the
+stored ids at every open (``hashret index repair`` mends what can be rebuilt). One writer at
 a time (``write.lock``); any number of readers, which see a new commit after ``refresh()``.
 
 Ids are assigned in order (``0, 1, ...``), never reused, and survive compaction. Search
@@ -29,6 +34,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,17 +46,29 @@ from hashret.index.base import MISSING_INDEX, check_int
 from hashret.index.features import FeatureCodec, SegmentedRows
 from hashret.index.filtered import FilteredIndex
 from hashret.index.manifest import (
+    FORMAT_VERSION,
     MANIFEST_FILE,
     FileEntry,
     IndexCorruptError,
     Manifest,
+    MetadataSeal,
     fsync_dir,
     read_manifest,
+    repair_hint,
     write_manifest,
 )
 from hashret.index.metadata import METADATA_FILE, ItemMeta, MetadataDB
 from hashret.index.registry import create_index
 from hashret.index.segments import SEGMENT_DIR, read_array, write_array, write_segment
+from hashret.index.sqlite_image import (
+    CHUNK_BYTES,
+    Image,
+    ImageChanged,
+    WalMark,
+    mismatched_chunks,
+    read_wal,
+    seal,
+)
 from hashret.io import to_jsonable
 from hashret.search import HierarchicalSearcher, SearchResult
 
@@ -127,7 +145,7 @@ class IndexStore:
             if overwrite:  # the manifest goes first: a crash from here on leaves no index
                 (root / MANIFEST_FILE).unlink(missing_ok=True)
                 for path in [*root.glob(f"{METADATA_FILE}*"), *root.glob("removed-*.npy"),
-                             *root.glob("pca-*.npy"), root / MODEL_FILE]:
+                             *root.glob("pca-*.npy"), *root.glob("metadata-*.sums.npy"), root / MODEL_FILE]:
                     path.unlink(missing_ok=True)
                 shutil.rmtree(root / SEGMENT_DIR, ignore_errors=True)
             model = json.loads(json.dumps(to_jsonable(model or {})))  # in memory as on disk
@@ -139,7 +157,8 @@ class IndexStore:
                 stored_dim=int(pca_dim or feature_dim), backend=backend, model=model,
                 created=_now(), updated=_now(),
             )
-            MetadataDB(root, readonly=False).close()
+            MetadataDB(root, readonly=False, create=True).close()
+            manifest = manifest.evolve(metadata=seal_metadata(root, None, None, 0))
             write_manifest(root, manifest)
             return cls(root, manifest, writable=True, lock_fd=lock_fd)
         except BaseException:
@@ -173,8 +192,14 @@ class IndexStore:
                     create_index(backend, manifest.bits)
                     manifest = manifest.evolve(backend=backend)
                 try:
-                    _check_files(root, manifest, verify)
+                    checked = _check_files(root, manifest, verify)
                     store = cls(root, manifest, writable=writable, lock_fd=lock_fd)
+                    if checked:
+                        try:
+                            store._check_rows()
+                        except BaseException:
+                            store.meta.close()
+                            raise
                     break
                 except IndexCorruptError:
                     if attempt == 2 or read_manifest(root).generation == manifest.generation:
@@ -187,6 +212,11 @@ class IndexStore:
             raise
 
     def close(self) -> None:
+        if self.writable and self._lock_fd is not None:
+            try:  # an add that failed between its rows and its commit: seal what SQLite holds
+                self._purge_and_seal()
+            except (IndexCorruptError, OSError) as e:
+                print(f"warning: {self.root}: {e}", file=sys.stderr)
         self.meta.close()
         _unlock(self._lock_fd)
         self._lock_fd = None
@@ -261,10 +291,11 @@ class IndexStore:
         seg = write_segment(self.root, f"seg-{gen:06d}", c, f, ids)
         self.meta.insert(ids, list(items) if items is not None else [ItemMeta("")] * len(c))
         new = m.evolve(generation=gen, next_id=int(ids[-1]) + 1, count=m.count + len(c),
-                       segments=(*m.segments, seg), updated=_now(), **changes)
+                       segments=(*m.segments, seg), updated=_now(), metadata=self._seal(gen), **changes)
         if build is not None:
             new = new.evolve(build=build)
         self._commit(new)
+        self.meta.checkpoint()
         if len(new.segments) > MAX_SEGMENTS:
             self.compact(full=False)
         return ids
@@ -286,7 +317,9 @@ class IndexStore:
         entry = write_array(self.root, f"removed-{gen:06d}.npy", removed)
         self._commit(m.evolve(generation=gen, count=m.count - len(ids), removed=entry,
                               removed_count=len(removed), updated=_now()))
-        self.meta.delete(ids)
+        self.meta.delete(ids)  # after the commit: a crash before it keeps the rows of live items
+        self._commit(self.manifest.evolve(generation=gen + 1, metadata=self._seal(gen + 1)))
+        self.meta.checkpoint()
         return len(ids)
 
     def compact(self, *, full: bool = True) -> None:
@@ -324,17 +357,43 @@ class IndexStore:
             (self.root / name).unlink(missing_ok=True)
 
     def _recover(self) -> None:
-        """Writer open: drop what a crashed writer left behind (never committed data)."""
+        """Writer open: drop what a crashed writer left behind (never committed data), and
+        seal the metadata database if it changed since the last commit (the rows of an add
+        that died before its commit are deleted first) or was never sealed (format 1)."""
         names = {f.name for f in self.manifest.files()}
         for path in [*self.root.glob(f"{SEGMENT_DIR}/*"), *self.root.glob("removed-*.npy"),
-                     *self.root.glob("pca-*.npy"), *self.root.glob(".*.tmp"),
-                     *self.root.glob(f"{SEGMENT_DIR}/.*.tmp")]:
+                     *self.root.glob("pca-*.npy"), *self.root.glob("metadata-*.sums.npy"),
+                     *self.root.glob(".*.tmp"), *self.root.glob(f"{SEGMENT_DIR}/.*.tmp")]:
             rel = str(path.relative_to(self.root))
             if rel not in names:
                 path.unlink(missing_ok=True)
-        self.meta.purge_from(self.manifest.next_id)
-        if self.manifest.removed_count:  # a remove that died between its commit and the row delete
+        self._purge_and_seal()
+        self.meta.checkpoint()
+
+    def _purge_and_seal(self) -> None:
+        """Delete rows that no committed state names (ids ``>= next_id``: an add that died
+        before its commit; removed ids: a remove that died before deleting its rows), then
+        commit a new seal if the database changed since the last one."""
+        m = self.manifest
+        self.meta.purge_from(m.next_id)
+        if m.removed_count:
             self.meta.delete(self._ids[self._removed])
+        sealed = WalMark(*m.metadata.wal) if m.metadata is not None and m.metadata.wal else None
+        if m.metadata is not None and read_wal(self.meta.path).mark() in (None, sealed):
+            return
+        gen = m.generation + 1
+        self._commit(m.evolve(generation=gen, metadata=self._seal(gen), format_version=FORMAT_VERSION,
+                              updated=_now()))
+
+    def _seal(self, gen: int) -> MetadataSeal:
+        """The seal of the metadata database as SQLite holds it now (for commit ``gen``)."""
+        prev = self.manifest.metadata
+        sums = None
+        if prev is not None:
+            if getattr(self, "_sums_of", None) != prev.sums:
+                self._sums, self._sums_of = read_array(self.root, prev.sums, mmap=False), prev.sums
+            sums = self._sums
+        return seal_metadata(self.root, prev, sums, gen)
 
     def _check_writable(self) -> None:
         if not self.writable:
@@ -367,12 +426,41 @@ class IndexStore:
         return False
 
     def verify(self) -> None:
-        """Check every file of the committed state against its SHA-256 (reads everything).
+        """Check every file of the committed state against its SHA-256 (reads everything),
+        the metadata database against its seal, and that every live item has its row.
 
         Raises:
             IndexCorruptError: the first file that is missing, truncated or corrupted.
         """
         _check_files(self.root, self.manifest, True)
+        self._check_rows()
+
+    def _check_rows(self) -> None:
+        """Every live item has a metadata row, and every row below ``next_id`` is a stored id."""
+        rows = self.meta.ids_below(self.manifest.next_id)
+        live = self.live_ids()
+        missing = live[~np.isin(live, rows, assume_unique=True)]
+        stray = rows[~np.isin(rows, self._ids, assume_unique=True)]
+        for what, bad in (("live items have no metadata row", missing),
+                          ("metadata rows belong to no stored item", stray)):
+            if len(bad):
+                raise IndexCorruptError(
+                    f"{self.root / METADATA_FILE}: {len(bad)} {what} (ids {', '.join(map(str, bad[:5]))}"
+                    f"{', ...' if len(bad) > 5 else ''}): the database does not belong to this manifest; "
+                    f"restore it from a backup, or {repair_hint(self.root)}"
+                )
+
+    def find_files(self, sha256s: Sequence[str]) -> dict[str, int]:
+        """Live items added from a file with one of these hex SHA-256s: ``{sha256: id}``."""
+        found = self.meta.find_files(sha256s, self.manifest.next_id)
+        out = {}
+        for sha, i in found.items():
+            try:
+                self._rows_of(np.array([i], np.int64))
+            except KeyError:
+                continue  # removed
+            out[sha] = i
+        return out
 
     def search(self, query_codes: np.ndarray, query_features: np.ndarray | None = None, k: int = 10, *,
                candidates: int | None = None, radius: int | None = None, rerank: bool = False,
@@ -469,6 +557,7 @@ class IndexStore:
                       "ids": sum(s.ids.bytes for s in m.segments),
                       "metadata": meta_bytes, "all_files": sum(f.bytes for f in files) + meta_bytes},
             "build": m.build, "created": m.created, "updated": m.updated,
+            "metadata_sealed": m.metadata is not None,
         }
 
     # ------------------------------------------------------------------ internals
@@ -509,11 +598,25 @@ class IndexStore:
             id_parts.append(i)
             feature_parts.append(f)
         ids = np.concatenate(id_parts) if id_parts else np.zeros(0, np.int64)
+        problems = []
+        if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
+            problems.append("the stored ids are not increasing")
+        if len(ids) and ids[-1] >= m.next_id:
+            problems.append(f"next_id {m.next_id} is not above the largest stored id {ids[-1]} "
+                            "(ids would be given twice)")
         if not incremental or prev.removed != m.removed:
             gone = read_array(self.root, m.removed, mmap=False) if m.removed else np.zeros(0, np.int64)
             removed = np.isin(ids, gone, assume_unique=True)
+            if int(removed.sum()) != len(gone) or len(gone) != m.removed_count:
+                problems.append(f"{len(gone)} removed ids recorded, {int(removed.sum())} of them stored, "
+                                f"removed_count {m.removed_count}")
         else:
             removed = np.concatenate([self._removed, np.zeros(len(ids) - len(self._removed), bool)])
+        if problems:
+            raise IndexCorruptError(
+                f"{self.root / MANIFEST_FILE} contradicts the stored data ({'; '.join(problems)}): "
+                f"{repair_hint(self.root)}"
+            )
         for c in new_codes:  # last: the backend is shared with the current state when incremental
             backend.add(c)
         features = SegmentedRows(feature_parts, m.stored_dim, codec.dtype)
@@ -537,12 +640,60 @@ class IndexStore:
         return rows
 
 
-def _check_files(root: Path, manifest: Manifest, verify: bool | None) -> None:
+def _check_files(root: Path, manifest: Manifest, verify: bool | None) -> bool:
+    """Check every file named by ``manifest`` and the metadata database against its seal:
+    sizes always, checksums with ``verify`` (``None``: when everything totals at most
+    :data:`VERIFY_AUTO_BYTES`). Returns whether checksums were checked."""
     files = manifest.files()
+    seal_ = manifest.metadata
     if verify is None:
-        verify = sum(f.bytes for f in files) <= VERIFY_AUTO_BYTES
+        verify = sum(f.bytes for f in files) + (seal_.bytes if seal_ else 0) <= VERIFY_AUTO_BYTES
     for f in files:
         f.check(root, checksum=verify)
+    db = root / METADATA_FILE
+    fix = (f"restore it from a backup (the labels, sources and thumbnails are only there), or "
+           f"{repair_hint(root)}")
+    try:
+        image = Image(db, WalMark(*seal_.wal) if seal_ and seal_.wal else None)
+    except FileNotFoundError:
+        raise IndexCorruptError(f"{db} is missing: {fix} with --drop-metadata to go on without "
+                                "them") from None
+    if seal_ is None:
+        return verify
+    if image.problem:
+        raise IndexCorruptError(f"{image.problem}: {fix}")
+    if image.size != seal_.bytes:
+        raise IndexCorruptError(
+            f"{db} has {image.size} bytes but the last commit sealed {seal_.bytes} (truncated or "
+            f"overwritten): {fix}"
+        )
+    if verify:
+        bad = mismatched_chunks(image, read_array(root, seal_.sums, mmap=False))
+        if bad:
+            raise IndexCorruptError(
+                f"{db} does not match its seal: {len(bad)} of {image.chunks()} chunks of "
+                f"{seal_.chunk_bytes} bytes changed since the last commit (first at byte "
+                f"{bad[0] * seal_.chunk_bytes}); rows may hold silently wrong labels, sources or "
+                f"thumbnails: {fix}"
+            )
+    return verify
+
+
+def seal_metadata(root: Path, prev: MetadataSeal | None, prev_sums: np.ndarray | None,
+                  gen: int) -> MetadataSeal:
+    """Seal ``root``'s metadata database for commit ``gen`` (incrementally from ``prev``)."""
+    db = root / METADATA_FILE
+    try:
+        mark, size, sums = seal(db, WalMark(*prev.wal) if prev is not None and prev.wal else None,
+                                prev_sums, prev.bytes if prev is not None else None)
+    except ImageChanged as e:
+        raise IndexCorruptError(
+            f"{db} changed since the last commit ({e}): it is damaged, so nothing was committed; "
+            f"check with `hashret index info {root} --verify`, then restore it from a backup or "
+            f"{repair_hint(root)}"
+        ) from None
+    entry = write_array(root, f"metadata-{gen:06d}.sums.npy", sums)
+    return MetadataSeal(size, CHUNK_BYTES, entry, (mark.salt1, mark.salt2, mark.frames) if mark else None)
 
 
 def _copy_file(src: Path, root: Path, name: str) -> FileEntry:
@@ -555,6 +706,20 @@ def _copy_file(src: Path, root: Path, name: str) -> FileEntry:
     os.replace(tmp, root / name)
     fsync_dir(root)
     return FileEntry.of(root, name)
+
+
+def lock_writer(root: str | Path) -> int:
+    """Take the writer lock of an index directory (for tools that mend it); returns the
+    descriptor to give :func:`unlock_writer`.
+
+    Raises:
+        IndexLockedError: another process writes the index.
+    """
+    return _lock(Path(root))
+
+
+def unlock_writer(fd: int) -> None:
+    _unlock(fd)
 
 
 def _lock(root: Path) -> int:
