@@ -107,3 +107,31 @@ def test_cli_build_info_search_add_remove(digits_run, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["search", str(digits_run), "--image", str(folder / "q1.png"), "--rerank"]) == 2
     assert "index directory" in capsys.readouterr().err
+
+
+def test_adding_the_same_files_again_skips_them(digits_run, tmp_path, capsys):
+    """`index add` is idempotent by file content (SHA-256 of the bytes), unless --allow-duplicates."""
+    ix = str(tmp_path / "ix")
+    data = load_run_dataset(open_run(digits_run))
+    assert main(["index", "build", str(digits_run), "--out", ix, "--split", "test", "--quiet"]) == 0
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for j in range(4):
+        Image.fromarray(data.train.images[j][..., 0]).save(folder / f"q{j}.png")
+    (folder / "copy.png").write_bytes((folder / "q0.png").read_bytes())  # same bytes, other name
+    n0 = len(data.test)
+    capsys.readouterr()
+    assert main(["index", "add", ix, str(folder), "--quiet"]) == 0
+    assert "added 4 images" in (out := capsys.readouterr().out) and "skipped 1 already" in out
+    assert main(["index", "add", ix, str(folder), str(folder / "q2.png"), "--quiet"]) == 0
+    assert "added 0 images" in (out := capsys.readouterr().out) and "skipped 6 already" in out
+    with IndexStore.open(ix) as store:
+        assert len(store) == n0 + 4
+        store_ids = store.live_ids()
+    assert main(["index", "remove", ix, str(int(store_ids[-1]))]) == 0  # a removed file can come back
+    assert main(["index", "add", ix, str(folder), "--quiet"]) == 0
+    assert "added 1 images" in capsys.readouterr().out
+    assert main(["index", "add", ix, str(folder), "--allow-duplicates", "--quiet"]) == 0
+    assert "added 5 images" in capsys.readouterr().out
+    with IndexStore.open(ix) as store:
+        assert len(store) == n0 + 4 + 5

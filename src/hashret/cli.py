@@ -183,13 +183,38 @@ def _index_load_shards(a: argparse.Namespace) -> int:
 
 def _index_add(a: argparse.Namespace) -> int:
     from hashret.index.store import IndexStore
-    from hashret.indexing import add_image_files
+    from hashret.indexing import add_files
 
     with IndexStore.open(a.index_dir, writable=True) as store:
-        ids = add_image_files(store, a.paths, label=a.label, on_bad_image=a.on_bad_image,
-                              progress=not a.quiet)
+        done = add_files(store, a.paths, label=a.label, on_bad_image=a.on_bad_image,
+                         allow_duplicates=a.allow_duplicates, progress=not a.quiet)
+        ids = done.ids
         print(f"added {len(ids)} images (ids {ids[0] if len(ids) else '-'}..{ids[-1] if len(ids) else '-'}); "
-              f"the index holds {len(store)} items")
+              f"skipped {done.already} already in the index; the index holds {len(store)} items")
+    return 0
+
+
+def _index_repair(a: argparse.Namespace) -> int:
+    from hashret.index.repair import repair_index
+
+    def confirm(plan) -> bool:  # noqa: ANN001 - a RepairPlan
+        print("repair will:\n" + "\n".join(f"  - {f}" for f in plan.fixes))
+        if a.yes:
+            return True
+        return input("proceed? [y/N] ").strip().lower() in ("y", "yes")
+
+    plan = repair_index(a.index_dir, confirm=confirm, drop_metadata=a.drop_metadata,
+                        accept_metadata=a.accept_metadata)
+    if plan.blockers:
+        print("cannot repair:\n" + "\n".join(f"  - {b}" for b in plan.blockers), file=sys.stderr)
+        return 2
+    if not plan.fixes:
+        print(f"{a.index_dir}: nothing to repair (manifest, ids and metadata agree)")
+    elif plan.applied:
+        print(f"repaired {a.index_dir}; check it with `hashret index info {a.index_dir} --verify`")
+    else:
+        print("nothing changed")
+        return 1
     return 0
 
 
@@ -217,7 +242,8 @@ def _index_info(a: argparse.Namespace) -> int:
     with IndexStore.open(a.index_dir, verify=a.verify or None) as store:
         info = store.info()
     if a.verify:
-        info["verified"] = "every file matches its SHA-256"
+        info["verified"] = ("every file matches its SHA-256, metadata.sqlite its seal; the manifest's "
+                            "checksum and invariants hold")
     if a.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -439,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
-    idx = sub.add_parser("index", help="persistent index: build, add, remove, compact, info")
+    idx = sub.add_parser("index", help="persistent index: build, add, remove, compact, info, repair")
     isub = idx.add_subparsers(dest="index_command", required=True)
     p = isub.add_parser("build", help="encode a run's dataset into an index directory (resumable)")
     p.add_argument("run_dir")
@@ -478,6 +504,9 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
     p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     p.add_argument("--label", help="class name of the added images")
     p.add_argument("--on-bad-image", choices=["error", "skip"], default="error")
+    p.add_argument("--allow-duplicates", action="store_true",
+                   help="add files whose bytes are already in the index again (default: skip them, so "
+                        "an interrupted add is finished by running it again)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_index_add)
 
@@ -492,9 +521,21 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
 
     p = isub.add_parser("info", help="what an index holds (items, bits, model, files, bytes)")
     p.add_argument("index_dir")
-    p.add_argument("--verify", action="store_true", help="check every file against its SHA-256")
+    p.add_argument("--verify", action="store_true",
+                   help="check every file against its SHA-256 and metadata.sqlite against its seal")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_index_info)
+
+    p = isub.add_parser("repair", help="mend a manifest or metadata database that fails its checks "
+                                       "(says what it would change and asks first)")
+    p.add_argument("index_dir")
+    p.add_argument("--yes", action="store_true", help="do not ask before changing anything")
+    p.add_argument("--drop-metadata", action="store_true",
+                   help="replace a missing or damaged metadata.sqlite by empty rows (labels, sources and "
+                        "thumbnails are lost; the damaged file is kept beside it)")
+    p.add_argument("--accept-metadata", action="store_true",
+                   help="keep a metadata.sqlite whose bytes changed but which SQLite finds sound, as it is")
+    p.set_defaults(func=_index_repair)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

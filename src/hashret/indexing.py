@@ -9,6 +9,7 @@ augmentation; test-time flip and arithmetic as the model was trained).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import sys
@@ -212,10 +213,31 @@ def image_files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def add_image_files(store: IndexStore, paths: Iterable[str | Path], *, label: str | None = None,
-                    on_bad_image: str = "error", batch_size: int = 512, thumbnails: bool | None = None,
-                    model: IndexModel | None = None, progress: bool = False) -> np.ndarray:
+@dataclass
+class AddedFiles:
+    """What :func:`add_files` did.
+
+    Attributes:
+        ids: ``int64[m]`` the ids given to the added images, in file order.
+        already: files left out because their bytes are already in the index (added from a
+            file with the same SHA-256, or earlier in the same call).
+        unreadable: files left out because they are not readable images (``on_bad_image="skip"``).
+    """
+
+    ids: np.ndarray
+    already: int = 0
+    unreadable: int = 0
+
+
+def add_files(store: IndexStore, paths: Iterable[str | Path], *, label: str | None = None,
+              on_bad_image: str = "error", batch_size: int = 512, thumbnails: bool | None = None,
+              model: IndexModel | None = None, allow_duplicates: bool = False,
+              progress: bool = False) -> AddedFiles:
     """Encode image files with the index's model and add them (one commit per batch).
+
+    Each item records the SHA-256 of its file's bytes, and a file whose bytes are already
+    in the index is left out, so an add that stopped part-way (Ctrl-C, ``kill -9``) is
+    finished by running it again.
 
     Args:
         store: an index open for writing.
@@ -224,9 +246,7 @@ def add_image_files(store: IndexStore, paths: Iterable[str | Path], *, label: st
             class, else ``-1``); ``None`` leaves them unlabelled.
         on_bad_image: ``"error"`` stops at an unreadable image before anything of its batch
             is written (earlier batches stay committed); ``"skip"`` warns and goes on.
-
-    Returns:
-        ``int64[m]`` the ids given to the added images, in file order.
+        allow_duplicates: add files whose bytes are already in the index again.
     """
     files = image_files(paths)
     model = model or load_index_model(store)
@@ -235,27 +255,47 @@ def add_image_files(store: IndexStore, paths: Iterable[str | Path], *, label: st
     if thumbnails is None:
         thumbnails = max(h, w) <= THUMBNAIL_MAX_SIDE
     ids: list[np.ndarray] = []
-    skipped = 0
+    out = AddedFiles(np.zeros(0, np.int64))
+    seen: set[str] = set()
     for lo in tqdm(range(0, len(files), batch_size), desc="add", disable=None if progress else True):
+        batch = files[lo : lo + batch_size]
+        hashes = [hashlib.sha256(f.read_bytes()).hexdigest() for f in batch]
+        present = set() if allow_duplicates else set(store.find_files(hashes))
         imgs, items = [], []
-        for f in files[lo : lo + batch_size]:
+        for f, sha in zip(batch, hashes, strict=True):
+            if not allow_duplicates and (sha in present or sha in seen):
+                out.already += 1
+                continue
             try:
                 img = model.read(f)
             except BadImageError as e:
                 if on_bad_image != "skip":
                     raise ValueError(f"{e}; pass --on-bad-image skip to leave it out") from e
                 print(f"warning: skipping {f}: {e}", file=sys.stderr)
-                skipped += 1
+                out.unreadable += 1
                 continue
+            seen.add(sha)
             imgs.append(img)
             thumb = _png(img) if thumbnails else None
-            items.append(ItemMeta(str(f.resolve()), label_idx, label, image=thumb))
+            items.append(ItemMeta(str(f.resolve()), label_idx, label, image=thumb, file_sha256=sha))
         if imgs:
             enc = model.encode(np.stack(imgs))
             ids.append(store.add(enc.codes, enc.features, items))
-    if skipped:
-        print(f"skipped {skipped} unreadable image(s)", file=sys.stderr)
-    return np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    if out.unreadable:
+        print(f"skipped {out.unreadable} unreadable image(s)", file=sys.stderr)
+    out.ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    return out
+
+
+def add_image_files(store: IndexStore, paths: Iterable[str | Path], *, label: str | None = None,
+                    on_bad_image: str = "error", batch_size: int = 512, thumbnails: bool | None = None,
+                    model: IndexModel | None = None, allow_duplicates: bool = False,
+                    progress: bool = False) -> np.ndarray:
+    """:func:`add_files`, returning only the new ids ``int64[m]`` (files already in the index
+    are left out unless ``allow_duplicates``)."""
+    return add_files(store, paths, label=label, on_bad_image=on_bad_image, batch_size=batch_size,
+                     thumbnails=thumbnails, model=model, allow_duplicates=allow_duplicates,
+                     progress=progress).ids
 
 
 def search_by_images(store: IndexStore, model: IndexModel, images: np.ndarray, *, k: int = 10,

@@ -166,3 +166,47 @@ def test_readers_search_while_a_writer_adds(tmp_path):
         p.wait()
     assert len(seen) > 3, "the reader never saw the writer's commits"
     assert verified > 0
+
+
+# `index add` of image files, killed by SIGKILL at the commit of its third batch.
+ADDER = textwrap.dedent("""
+    import os, signal, sys
+    from hashret.index import store as store_mod
+    from hashret.indexing import add_files
+    root, folder = sys.argv[1], sys.argv[2]
+    real, calls = store_mod.write_manifest, []
+    def crash(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*a, **k)
+    store_mod.write_manifest = crash
+    add_files(store_mod.IndexStore.open(root, writable=True), [folder], batch_size=4)
+""")
+
+
+def test_an_add_killed_part_way_is_finished_by_running_it_again(digits_run, tmp_path):
+    """No file twice: the committed batches are skipped by content, the lost one is added."""
+    from PIL import Image
+
+    from hashret.indexing import add_files, build_index
+    from hashret.run import load_run_dataset, open_run
+
+    run = open_run(digits_run)
+    data = load_run_dataset(run)
+    root, folder = tmp_path / "ix", tmp_path / "files"
+    folder.mkdir()
+    for j in range(20):
+        Image.fromarray(data.train.images[j][..., 0]).save(folder / f"f{j:02d}.png")
+    build_index(run, root, data.test, collection="digits", split="test").close()
+    n0 = len(data.test)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-c", ADDER, str(root), str(folder)], env=env, capture_output=True)
+    assert p.returncode == -signal.SIGKILL, p.stderr.decode()[-2000:]
+    with IndexStore.open(root, verify=True) as s:
+        assert len(s) == n0 + 8  # two batches of 4 committed, the third lost
+    with IndexStore.open(root, writable=True) as s:
+        done = add_files(s, [folder], batch_size=4)
+        assert (done.already, len(done.ids)) == (8, 12)
+        sources = [m.source for m in s.get_items(s.live_ids()[n0:])]
+    assert sorted(sources) == sorted(str(f.resolve()) for f in folder.iterdir())  # each file once
