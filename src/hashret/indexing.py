@@ -9,7 +9,6 @@ augmentation; test-time flip and arithmetic as the model was trained).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import sys
@@ -24,7 +23,7 @@ from tqdm import tqdm
 from hashret.data import ImageArray, read_image
 from hashret.data.image import BadImageError
 from hashret.encode import encode_images
-from hashret.index.manifest import FileEntry
+from hashret.index.manifest import FileEntry, file_sha256
 from hashret.index.metadata import ItemMeta
 from hashret.index.store import MODEL_FILE, IndexStore
 from hashret.run import Run
@@ -259,7 +258,7 @@ def add_files(store: IndexStore, paths: Iterable[str | Path], *, label: str | No
     seen: set[str] = set()
     for lo in tqdm(range(0, len(files), batch_size), desc="add", disable=None if progress else True):
         batch = files[lo : lo + batch_size]
-        hashes = [hashlib.sha256(f.read_bytes()).hexdigest() for f in batch]
+        hashes = [file_sha256(f) for f in batch]
         present = set() if allow_duplicates else set(store.find_files(hashes))
         imgs, items = [], []
         for f, sha in zip(batch, hashes, strict=True):

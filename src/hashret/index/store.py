@@ -144,7 +144,9 @@ class IndexStore:
         try:
             if overwrite:  # the manifest goes first: a crash from here on leaves no index
                 (root / MANIFEST_FILE).unlink(missing_ok=True)
-                for path in [*root.glob(f"{METADATA_FILE}*"), *root.glob("removed-*.npy"),
+                db = root / METADATA_FILE  # (a metadata.sqlite.damaged-* copy that repair kept stays)
+                for path in [db, db.with_name(f"{db.name}-wal"), db.with_name(f"{db.name}-shm"),
+                             *root.glob("removed-*.npy"),
                              *root.glob("pca-*.npy"), *root.glob("metadata-*.sums.npy"), root / MODEL_FILE]:
                     path.unlink(missing_ok=True)
                 shutil.rmtree(root / SEGMENT_DIR, ignore_errors=True)
@@ -214,7 +216,7 @@ class IndexStore:
     def close(self) -> None:
         if self.writable and self._lock_fd is not None:
             try:  # an add that failed between its rows and its commit: seal what SQLite holds
-                self._purge_and_seal()
+                self._purge_and_seal(removed=False)
             except (IndexCorruptError, OSError) as e:
                 print(f"warning: {self.root}: {e}", file=sys.stderr)
         self.meta.close()
@@ -370,13 +372,13 @@ class IndexStore:
         self._purge_and_seal()
         self.meta.checkpoint()
 
-    def _purge_and_seal(self) -> None:
+    def _purge_and_seal(self, *, removed: bool = True) -> None:
         """Delete rows that no committed state names (ids ``>= next_id``: an add that died
-        before its commit; removed ids: a remove that died before deleting its rows), then
-        commit a new seal if the database changed since the last one."""
+        before its commit; with ``removed``, removed ids: a remove that died before deleting
+        its rows), then commit a new seal if the database changed since the last one."""
         m = self.manifest
         self.meta.purge_from(m.next_id)
-        if m.removed_count:
+        if removed and m.removed_count:
             self.meta.delete(self._ids[self._removed])
         sealed = WalMark(*m.metadata.wal) if m.metadata is not None and m.metadata.wal else None
         if m.metadata is not None and read_wal(self.meta.path).mark() in (None, sealed):
