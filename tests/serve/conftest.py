@@ -70,15 +70,13 @@ def make_app():
 def running(app):
     """Serve ``app`` with real uvicorn (its limits: the guarded protocol) on 127.0.0.1:<free port>,
     in a thread; yields ``(base_url, port)``."""
-    import uvicorn
-
-    from hashret.serve import uvicorn_config
+    from hashret.serve import make_server, uvicorn_config
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn_config(app, log_level="warning"))
+    srv = make_server(uvicorn_config(app, log_level="warning"))
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     for _ in range(200):

@@ -28,7 +28,7 @@ def captured(monkeypatch):
                       "stats": client.get("/stats", headers=auth).json(),
                       "http": cfg.http, "keep_alive": cfg.timeout_keep_alive})
 
-    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)  # make_server's subclass inherits it
     monkeypatch.delenv("HASHRET_WRITE_KEY", raising=False)
     monkeypatch.delenv("HASHRET_READ_KEY", raising=False)
     return calls

@@ -230,6 +230,18 @@ def test_connections_over_the_cap_are_refused_at_once(digits_index, make_app, se
     assert health_seconds(port) < 1.0
 
 
+def test_one_client_cannot_take_every_connection(digits_index, make_app, serve_app):
+    app, _ = make_app(digits_index, limits=ServeLimits(rate=0, max_client_connections=5, header_timeout=2))
+    _, port = serve_app(app)
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+    assert sum(closed_within(s, 0.3)[0] for s in socks) >= 3
+    other = http.client.HTTPConnection("127.0.0.1", port, timeout=2, source_address=("127.0.0.2", 0))
+    assert call(port, "GET", "/health", conn=other)[0] == 200  # another address is still served
+    other.close()
+    for s in socks:
+        s.close()
+
+
 # ---------------------------------------------------------------------------- work and rates
 def test_a_full_decode_queue_answers_503_with_retry_after(digits_index, make_app, serve_app, png):
     app, _ = make_app(digits_index, limits=ServeLimits(rate=0, decode_workers=1, decode_queue=0,

@@ -57,6 +57,8 @@ DEFAULT_MAX_K = 1000
 DEFAULT_MAX_CANDIDATES = 20000
 #: Largest number of images one POST /items may add.
 DEFAULT_MAX_ADD_FILES = 64
+#: Bytes of an upload read to check its declared size before it is queued.
+_HEADER_BYTES = 256 << 10
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text} for code, text in {
@@ -138,6 +140,12 @@ def create_app(store: IndexStore, model: IndexModel, *, limits: ServeLimits | No
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    async def precheck(f: UploadFile) -> None:
+        """Refuse an upload over the pixel / memory limits from its header, before it is queued."""
+        head = await f.read(_HEADER_BYTES)
+        await f.seek(0)
+        retriever.precheck(Upload(head, _clean_name(f.filename)))
+
     def base(request: Request) -> str:
         return str(request.base_url).rstrip("/")
 
@@ -190,6 +198,7 @@ def create_app(store: IndexStore, model: IndexModel, *, limits: ServeLimits | No
             raise BadRequest("give at most one of 'candidates' and 'radius' (the coarse stage's pool)")
         pool = {"candidates": candidates, "radius": radius}
         if image is not None:
+            await precheck(image)
             async with work.slot():  # admitted (or 503) before the upload is read into memory
                 upload = Upload(await image.read(), _clean_name(image.filename))
                 out = await run_in_threadpool(retriever.search_image, upload, k=k, rerank=rerank, **pool)
@@ -221,6 +230,8 @@ def create_app(store: IndexStore, model: IndexModel, *, limits: ServeLimits | No
     ) -> AddResponse:
         if len(images) > max_add_files:
             raise BadRequest(f"{len(images)} images in one request; at most {max_add_files}: split them")
+        for f in images:
+            await precheck(f)
         async with work.slot():
             uploads = [Upload(await f.read(), _clean_name(f.filename)) for f in images]
             ids = await run_in_threadpool(retriever.add, uploads, label=label or None)

@@ -10,8 +10,9 @@ long as it likes. :func:`guarded_protocol` makes an ``H11Protocol`` subclass tha
 - gives every request ``body_timeout`` seconds from its head to the end of its body;
 - answers ``408`` (when no response has started) and closes the connection when either
   deadline passes (the application then sees the client leave);
-- answers ``503`` and closes at once a connection beyond ``max_connections`` open ones,
-  before reading from it, so file descriptors stay bounded.
+- answers ``503`` and closes at once a connection beyond ``max_connections`` open ones, or
+  beyond ``max_client_connections`` from one address, before reading from it, so file
+  descriptors stay bounded and one client cannot take them all.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class GuardedH11Protocol(H11Protocol):
     header_timeout: float = 10.0
     body_timeout: float = 60.0
     max_connections: int = 256
+    max_client_connections: int = 64
     refusals: RefusalLog | None = None
 
     def _note(self, kind: str, detail: str) -> None:
@@ -49,17 +51,28 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
         self._seen: Any = None
-        self._refused = len(self.connections) >= self.max_connections
-        if self._refused:
-            self.transport = transport
-            self.client = get_remote_addr(transport)
-            self._note("connections", f"{len(self.connections)} open (limit {self.max_connections})")
+        self.transport = transport
+        self.client = get_remote_addr(transport)
+        why = self._over_limit()
+        self._refused = why is not None
+        if why is not None:
+            self._note("connections", why)
             transport.write(_raw_response(503, "Service Unavailable", "too many open connections: retry "
                                           "shortly", "retry-after: 1\r\n"))
             transport.close()
             return
         super().connection_made(transport)
         self._arm(self.header_timeout, "header")
+
+    def _over_limit(self) -> str | None:
+        if len(self.connections) >= self.max_connections:
+            return f"{len(self.connections)} open (limit {self.max_connections})"
+        if self.client is not None:
+            addr = self.client[0]
+            mine = sum(1 for c in self.connections if c.client is not None and c.client[0] == addr)
+            if mine >= self.max_client_connections:
+                return f"{mine} open from {addr} (limit {self.max_client_connections} per client)"
+        return None
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -121,8 +134,9 @@ class GuardedH11Protocol(H11Protocol):
 
 
 def guarded_protocol(*, header_timeout: float, body_timeout: float, max_connections: int,
-                     refusals: RefusalLog | None) -> type[GuardedH11Protocol]:
+                     max_client_connections: int, refusals: RefusalLog | None) -> type[GuardedH11Protocol]:
     """A :class:`GuardedH11Protocol` subclass with these settings, for ``uvicorn.Config(http=...)``."""
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {
         "header_timeout": float(header_timeout), "body_timeout": float(body_timeout),
-        "max_connections": int(max_connections), "refusals": refusals})
+        "max_connections": int(max_connections), "max_client_connections": int(max_client_connections),
+        "refusals": refusals})

@@ -42,6 +42,44 @@ def _unreadable(name: str, e: BaseException) -> BadUpload:
                      "file (PNG, JPEG, ...)")
 
 
+def _within_budget(img: Image.Image, target: str, size: tuple[int, int], *, max_pixels: int,
+                   max_decoded_bytes: int) -> None:
+    """Refuse an opened (not decoded) image over the limits; may set a JPEG's draft scale."""
+    width, height = img.size
+    if width * height > max_pixels:
+        raise TooLarge(f"image of {width}x{height} pixels is over the limit of {max_pixels:,} pixels: "
+                       "send a smaller image")
+    need = decode_bytes(img.mode, img.size, target)
+    if need > max_decoded_bytes and img.format == "JPEG":
+        img.draft(target, size)  # the decoder scales by 1/2, 1/4 or 1/8 (never below size)
+        need = decode_bytes(img.mode, img.size, target)
+    if need > max_decoded_bytes:
+        raise TooLarge(f"image of {width}x{height} pixels ({img.mode}) needs about "
+                       f"{need / 2**20:,.0f} MiB to decode, over the limit of "
+                       f"{max_decoded_bytes / 2**20:,.0f} MiB: send a smaller image "
+                       "(the server's --max-decode-mb sets the limit)")
+
+
+def check_header(head: bytes, name: str, shape: tuple[int, int, int], *, max_pixels: int,
+                 max_decoded_bytes: int) -> None:
+    """Refuse an upload over the limits from the first bytes of the file alone (a prefix is enough
+    for PNG and most JPEG files); a prefix that does not parse passes (decoding checks again).
+
+    Raises:
+        TooLarge: over ``max_pixels`` or ``max_decoded_bytes``.
+    """
+    h, w, c = shape
+    try:
+        img = Image.open(io.BytesIO(head))
+    except Image.DecompressionBombError as e:
+        raise TooLarge(f"{name!r} is over Pillow's decompression-bomb limit: send a smaller image") from e
+    except (OSError, ValueError, SyntaxError, EOFError):
+        return
+    with img:
+        _within_budget(img, "L" if c == 1 else "RGB", (w, h), max_pixels=max_pixels,
+                       max_decoded_bytes=max_decoded_bytes)
+
+
 def decode_upload(data: bytes, name: str, shape: tuple[int, int, int], *, max_pixels: int,
                   max_decoded_bytes: int) -> np.ndarray:
     """Decode an uploaded file to the model's input.
@@ -71,19 +109,7 @@ def decode_upload(data: bytes, name: str, shape: tuple[int, int, int], *, max_pi
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise _unreadable(name, e) from e
     with img:
-        width, height = img.size
-        if width * height > max_pixels:
-            raise TooLarge(f"image of {width}x{height} pixels is over the limit of {max_pixels:,} pixels: "
-                           "send a smaller image")
-        need = decode_bytes(img.mode, img.size, target)
-        if need > max_decoded_bytes and img.format == "JPEG":
-            img.draft(target, (w, h))  # the decoder scales by 1/2, 1/4 or 1/8 (never below (w, h))
-            need = decode_bytes(img.mode, img.size, target)
-        if need > max_decoded_bytes:
-            raise TooLarge(f"image of {width}x{height} pixels ({img.mode}) needs about "
-                           f"{need / 2**20:,.0f} MiB to decode, over the limit of "
-                           f"{max_decoded_bytes / 2**20:,.0f} MiB: send a smaller image "
-                           "(the server's --max-decode-mb sets the limit)")
+        _within_budget(img, target, (w, h), max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)
         try:
             img.load()
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:

@@ -49,6 +49,8 @@ class ServeLimits:
         body_timeout: seconds a request has to send its whole body (408, closed).
         keep_alive: seconds an idle keep-alive connection stays open.
         max_connections: open connections; beyond, a new one is answered 503 and closed.
+        max_client_connections: open connections from one client address (same answer
+            beyond), so one client cannot take every connection (raise it behind a proxy).
         log_interval: at most one log line per refusal class per this many seconds.
     """
 
@@ -63,11 +65,12 @@ class ServeLimits:
     body_timeout: float = 60.0
     keep_alive: float = 5.0
     max_connections: int = 256
+    max_client_connections: int = 64
     log_interval: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "max_decoded_bytes", "decode_workers", "burst",
-                     "max_connections"):
+                     "max_connections", "max_client_connections"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.decode_queue < 0 or self.rate < 0:

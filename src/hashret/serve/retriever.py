@@ -25,7 +25,7 @@ from hashret.codes import unpack
 from hashret.index.store import IndexStore
 from hashret.indexing import THUMBNAIL_SIDE, IndexModel, add_images
 from hashret.search import SearchResult
-from hashret.serve.decode import decode_upload
+from hashret.serve.decode import check_header, decode_upload
 from hashret.serve.errors import BadRequest, InsufficientStorage, NotFound, ReadOnly, Unavailable
 from hashret.serve.limits import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS
 
@@ -109,6 +109,12 @@ class Retriever:
         """
         return decode_upload(upload.data, upload.name, tuple(self.model.image_shape),  # type: ignore[arg-type]
                              max_pixels=self.max_pixels, max_decoded_bytes=self.max_decoded_bytes)
+
+    def precheck(self, upload: Upload) -> None:
+        """Refuse (TooLarge) an upload over the limits from its first bytes (``upload.data`` may be a
+        prefix), before it takes a place in the decode queue."""
+        check_header(upload.data, upload.name, tuple(self.model.image_shape),  # type: ignore[arg-type]
+                     max_pixels=self.max_pixels, max_decoded_bytes=self.max_decoded_bytes)
 
     def _encode(self, images: np.ndarray):  # -> hashret.encode.Encoded
         with self._model_lock:

@@ -10,7 +10,9 @@ a compile.
 
 from __future__ import annotations
 
+import os
 import resource
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,15 @@ from hashret.serve.sources import SourceView
 #: Loopback only unless told otherwise.
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-#: File descriptors kept free for the index, logs and the listening socket.
-_FD_RESERVE = 64
+#: Connections the event loop accepts per turn. asyncio takes the listen backlog as this
+#: batch size, and a connection holds a file descriptor from its accept until the protocol
+#: refuses it a few turns later: a batch of 2,048 (uvicorn's default) could run the process
+#: out of descriptors in one burst ("Too many open files", accepting paused for 1 s).
+ACCEPT_BATCH = 16
+#: Completed connections the kernel queues for the server (the listen backlog proper).
+LISTEN_BACKLOG = 2048
+#: File descriptors kept free beyond those open at start-up (index files, logs, threads).
+_FD_MARGIN = 16
 
 
 def open_index(index_dir: str | Path, *, read_only: bool = False) -> IndexStore:
@@ -43,7 +52,8 @@ def open_index(index_dir: str | Path, *, read_only: bool = False) -> IndexStore:
 
 
 def connection_cap(wanted: int) -> int:
-    """``wanted`` connections, lowered to fit the open-file limit (raised to its hard limit first)."""
+    """``wanted`` connections, lowered to fit the open-file limit (raised to its hard limit first),
+    less the descriptors open now, a margin and four accept batches in flight."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
         try:
@@ -52,13 +62,38 @@ def connection_cap(wanted: int) -> int:
             soft = target
         except (ValueError, OSError):
             pass
-    return max(1, min(int(wanted), soft - _FD_RESERVE))
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        open_now = 64
+    return max(1, min(int(wanted), soft - open_now - _FD_MARGIN - 4 * ACCEPT_BATCH))
+
+
+def make_server(config: Any) -> Any:
+    """A ``uvicorn.Server`` for :func:`uvicorn_config`'s config whose listening sockets keep a
+    queue of :data:`LISTEN_BACKLOG` connections while the event loop accepts them
+    :data:`ACCEPT_BATCH` at a time (asyncio uses one number for both)."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            for server in getattr(self, "servers", []):
+                for s in server.sockets:
+                    dup = socket.socket(fileno=os.dup(s.fileno()))  # the same socket, re-listened
+                    try:
+                        dup.listen(LISTEN_BACKLOG)
+                    finally:
+                        dup.close()
+
+    return _Server(config)
 
 
 def uvicorn_config(app: Any, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                    log_level: str = "info", **kw: Any) -> Any:
     """A ``uvicorn.Config`` for an app of :func:`hashret.serve.create_app`, with its limits:
-    the guarded protocol (deadlines, connection cap), keep-alive timeout, log filters.
+    the guarded protocol (deadlines, connection cap), keep-alive timeout, log filters; run it
+    with :func:`make_server`.
 
     ``kw`` goes to ``uvicorn.Config`` (e.g. ``fd`` or nothing when serving given sockets).
     """
@@ -70,9 +105,11 @@ def uvicorn_config(app: Any, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PO
     limits: ServeLimits = app.state.limits
     protocol = guarded_protocol(header_timeout=limits.header_timeout, body_timeout=limits.body_timeout,
                                 max_connections=connection_cap(limits.max_connections),
+                                max_client_connections=limits.max_client_connections,
                                 refusals=app.state.refusals)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, http=protocol,
-                            timeout_keep_alive=max(1, round(limits.keep_alive)), server_header=False, **kw)
+                            backlog=ACCEPT_BATCH, timeout_keep_alive=max(1, round(limits.keep_alive)),
+                            server_header=False, **kw)
     install_log_filters(limits.log_interval)
     return config
 
@@ -92,8 +129,6 @@ def serve(index_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAUL
         read_only: never write, even with a write key.
         log_level: uvicorn's log level.
     """
-    import uvicorn
-
     from hashret.serve.app import create_app
 
     access = access or AccessPolicy()
@@ -109,6 +144,6 @@ def serve(index_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAUL
         print(f"serving {store.root} ({len(store)} items, {store.bits} bits, {mode}{keys}; kernels ready "
               f"in {seconds:.1f} s) on http://{host}:{port}/ for hosts {', '.join(access.allowed_hosts)}",
               flush=True)
-        uvicorn.Server(config).run()
+        make_server(config).run()
     finally:
         store.close()
