@@ -61,6 +61,12 @@ bench-load: $(STAMP)
 	nice -n 5 $(BIN)/python benchmarks/load.py --run $(LOAD_RUN) --data-dir $(DATA)/mnist \
 		--index runs/load-mnist-100k --screenshot docs/serve.png
 
+# attack probes against `hashret serve` (README "Serving"): keys, browser attacks, slow and many
+# connections, big images, huge ids, floods; loopback only, builds its own 60k-item digits index (about 2 minutes)
+.PHONY: bench-attacks
+bench-attacks: $(STAMP)
+	$(BIN)/python benchmarks/attacks.py
+
 bench: bench-mnist bench-cifar10
 
 # DLBHC vs triplet ranking hashing, same backbone and epochs (README "Methods"; about 40 minutes on 2 cores)

@@ -274,7 +274,8 @@ def _serve(a: argparse.Namespace) -> int:
         "max_decoded_bytes": a.max_decode_mb and int(a.max_decode_mb * (1 << 20)),
         "decode_workers": a.decode_workers, "decode_queue": a.decode_queue, "rate": a.rate_limit,
         "burst": a.rate_burst, "header_timeout": a.header_timeout, "body_timeout": a.body_timeout,
-        "keep_alive": a.keep_alive, "max_connections": a.max_connections}
+        "keep_alive": a.keep_alive, "max_connections": a.max_connections,
+        "max_client_connections": a.max_client_connections}
     limits = ServeLimits(**{k: v for k, v in given.items() if v is not None})
     root = str(Path(a.source_root).resolve()) if a.source_root else None
     serve(a.index_dir, host=a.host, port=a.port, access=access, limits=limits, read_only=a.read_only,
@@ -440,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-alive", type=float, default=None, help="seconds an idle connection stays")
     p.add_argument("--max-connections", type=int, default=None,
                    help="open connections; beyond, 503 and closed")
+    p.add_argument("--max-client-connections", type=int, default=None,
+                   help="open connections from one client address (raise it behind a proxy)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="uvicorn's log level (warning: no line per request)")
     p.set_defaults(func=_serve)
