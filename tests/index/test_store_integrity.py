@@ -252,3 +252,29 @@ def test_file_hashes_find_live_items_only(ix):
         assert found == {f"{4:064x}": 4}  # 2 was removed, the third was never added
         s.remove([4])
         assert s.find_files([f"{4:064x}"]) == {}
+
+
+def test_a_reader_in_a_transaction_delays_the_checkpoint_not_the_seal(ix):
+    """A reader that holds SQLite's WAL open keeps the checkpoint from emptying it: the next
+    commits seal on top of the same WAL, and the index verifies throughout."""
+    reader = sqlite3.connect(f"file:{ix / METADATA_FILE}?mode=ro", uri=True, isolation_level=None)
+    rng = np.random.default_rng(5)
+    with IndexStore.open(ix, writable=True) as s:
+        s.add(*_batch(rng, 3), _items(600, 603, rng))  # WAL emptied: the reader is not in it yet
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT COUNT(*) FROM items").fetchone()[0] == N - 5 + 3
+        for lo in (603, 606):
+            s.add(*_batch(rng, 3), _items(lo, lo + 3, rng))
+            assert (ix / "metadata.sqlite-wal").stat().st_size > 0  # the checkpoint could not restart it
+            IndexStore.open(ix, verify=True).close()
+        reader.execute("COMMIT")
+        s.add(*_batch(rng, 3), _items(609, 612, rng))
+        assert (ix / "metadata.sqlite-wal").stat().st_size == 0
+    reader.close()
+    with IndexStore.open(ix, verify=True) as s:
+        s.verify()
+        assert [m.source for m in s.get_items([604, 611])] == ["img604.png", "img611.png"]
+
+
+def _batch(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    return rng.integers(0, 256, (n, 4), dtype=np.uint8), rng.normal(size=(n, DIM)).astype(np.float32)

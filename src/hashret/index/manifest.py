@@ -270,7 +270,8 @@ def read_manifest(root: str | Path, *, check: bool = True) -> Manifest:
         raise IndexCorruptError(f"{path} is not valid JSON ({e}): the manifest is corrupt") from e
     if not isinstance(d, dict):
         raise IndexCorruptError(f"{path} is not a hashret index manifest (not a JSON object)")
-    if check and d.get("format_version") == FORMAT_VERSION and d.get("checksum") != canonical_checksum(d):
+    needs = d.get("format_version") == FORMAT_VERSION or "checksum" in d  # v1 had none
+    if check and needs and d.get("checksum") != canonical_checksum(d):
         raise IndexCorruptError(
             f"{path} does not match its own checksum (edited or damaged): {repair_hint(root)}, "
             "or restore the index from a backup"

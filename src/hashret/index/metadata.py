@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 METADATA_FILE = "metadata.sqlite"
+#: How long a checkpoint waits for readers to leave the WAL (then it is left for the next one).
+CHECKPOINT_WAIT_MS = 200
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -179,7 +181,11 @@ class MetadataDB:
     def checkpoint(self) -> bool:
         """Copy the WAL into the main file and empty it; False when readers kept it from
         finishing (it is retried after the next commit)."""
-        return not self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        self.conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")  # a commit never waits long
+        try:
+            return not self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            self.conn.execute("PRAGMA busy_timeout = 5000")
 
     def with_image(self, ids: Iterable[int]) -> set[int]:
         """Those of ``ids`` whose row keeps a copy of the image (without reading the images)."""
