@@ -91,12 +91,12 @@ class MetadataDB:
         self.path = Path(root) / METADATA_FILE
         self.readonly = readonly
         if not create and not self.path.exists():
-            from hashret.index.manifest import IndexCorruptError, repair_hint
+            from hashret.index.manifest import IndexCorruptError
 
             raise IndexCorruptError(
-                f"{self.path} is missing: the labels, sources and thumbnails of the items were only "
-                f"there. Restore it from a backup; or {repair_hint(self.path.parent)} with "
-                "--drop-metadata to go on without them"
+                f"{self.path} is missing: restore it from a backup (the labels, sources and thumbnails "
+                f"are only there), or go on without them: `hashret index repair {self.path.parent} "
+                "--drop-metadata`"
             )
         mode = "ro" if readonly else ("rwc" if create else "rw")
         try:

@@ -658,8 +658,10 @@ def _check_files(root: Path, manifest: Manifest, verify: bool | None) -> bool:
     try:
         image = Image(db, WalMark(*seal_.wal) if seal_ and seal_.wal else None)
     except FileNotFoundError:
-        raise IndexCorruptError(f"{db} is missing: {fix} with --drop-metadata to go on without "
-                                "them") from None
+        raise IndexCorruptError(
+            f"{db} is missing: restore it from a backup (the labels, sources and thumbnails are only "
+            f"there), or go on without them: `hashret index repair {root} --drop-metadata`"
+        ) from None
     if seal_ is None:
         return verify
     if image.problem:
