@@ -171,19 +171,21 @@ def markdown(res: dict) -> str:
         "hashret's `forward_features` (normalisation inside the model, no resize) from "
         "`float[n, 3, s, s]` to `float[n, 1280]`; images/s = batch / median seconds per call, "
         f"the variants taking turns in {res['rounds']} rounds of about "
-        f"{res['seconds_per_cell'] / res['rounds']:.1f} s each.",
+        f"{res['seconds_per_cell'] / res['rounds']:.1f} s each; load = the 1-minute load average "
+        "when the row started (above the core count, other jobs shared the cores).",
         "",
-        "| threads | side | batch | " + " | ".join(variants) + " | fastest vs torch fp32 |",
-        "|---:|---:|---:|" + "---:|" * len(variants) + "---|",
+        "| threads | side | batch | " + " | ".join(variants) + " | fastest vs torch fp32 | load |",
+        "|---:|---:|---:|" + "---:|" * len(variants) + "---|---:|",
     ]
     cells: dict[tuple, dict[str, float]] = {}
     for r in res["rows"]:
-        cells.setdefault((r["threads"], r["side"], r["batch"]), {})[r["variant"]] = r["images_per_s"]
-    for (threads, side, batch), v in cells.items():
+        key = (r["threads"], r["side"], r["batch"], r["load"])
+        cells.setdefault(key, {})[r["variant"]] = r["images_per_s"]
+    for (threads, side, batch, load), v in cells.items():
         best = max(v, key=v.get)
         lines.append(f"| {threads} | {side} | {batch} | "
                      + " | ".join(f"{v[name]:,.0f}" if name in v else "-" for name in variants)
-                     + f" | {best}: {v[best] / v['torch fp32']:.2f}x |")
+                     + f" | {best}: {v[best] / v['torch fp32']:.2f}x | {load:.2f} |")
     lines += ["", "Agreement with torch eager fp32 (8 random images per side):", "",
               "| side | variant | max abs diff | max abs feature | worst cosine |",
               "|---:|---|---:|---:|---:|"]
@@ -223,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
                     "load_at_start": os.getloadavg()[0], "torch": torch.__version__,
                     "onnxruntime": onnxruntime.__version__, "native_bf16": bf16},
-        "command": "python benchmarks/pretrained_encode.py " + " ".join(argv if argv is not None
-                                                                        else sys.argv[1:]),
+        "command": " ".join(["python benchmarks/pretrained_encode.py",
+                             *(argv if argv is not None else sys.argv[1:])]),
         "backbone": BACKBONE, "seconds_per_cell": args.seconds, "rounds": args.rounds,
         "rows": [], "agreement": {}, "export_s": {},
     }
@@ -246,12 +248,13 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"ONNX Runtime features differ from torch by {ort_diff:.2e} at "
                                      f"{side} px (over --tolerance {args.tolerance})")
             for batch in args.batches:
+                load = os.getloadavg()[0]
                 calls = time_cell(runs, side, batch, args.seconds, args.rounds)
                 for name, secs in calls.items():
                     med = statistics.median(secs)
                     res["rows"].append({"threads": threads, "side": side, "batch": batch, "variant": name,
                                         "images_per_s": batch / med, "median_call_s": med,
-                                        "calls": len(secs)})
+                                        "calls": len(secs), "load": load})
                 shown = "  ".join(f"{n} {batch / statistics.median(s):,.0f}" for n, s in calls.items())
                 print(f"{threads} thr {side:>3} px batch {batch:>2}: {shown} img/s")
     res["machine"]["load_at_end"] = os.getloadavg()[0]
