@@ -12,8 +12,8 @@
   ``[::1]``) on any port.
 - **Cross-site writes.** A state-changing request (any method but GET / HEAD / OPTIONS)
   that a browser marks as coming from another site (``Sec-Fetch-Site`` other than
-  ``same-origin`` / ``none``, or an ``Origin`` that is not this server's) is refused (403),
-  key or not. Clients that are not browsers send neither header and are not affected.
+  ``same-origin`` / ``none``; without that header, an ``Origin`` that is not this server's)
+  is refused (403), key or not. Clients that are not browsers send neither header and are not affected.
   The service sends no CORS headers, so other sites' scripts cannot read its answers.
 
 The page, its static files, ``/health`` and the API description (``/docs``,
@@ -154,10 +154,12 @@ def _bearer(scope: Scope) -> str | None:
 
 
 def _cross_site(scope: Scope, host: str) -> str | None:
-    """Why a browser request is cross-site, or None."""
+    """Why a browser request is cross-site, or None. ``Sec-Fetch-Site`` (which a page cannot
+    forge) decides when the browser sends it; older browsers' ``Origin`` must then name this
+    host (as Go's ``net/http.CrossOriginProtection`` does)."""
     site = _header(scope, b"sec-fetch-site")
-    if site is not None and site.strip().lower() not in ("same-origin", "none"):
-        return f"Sec-Fetch-Site: {site}"
+    if site is not None:
+        return None if site.strip().lower() in ("same-origin", "none") else f"Sec-Fetch-Site: {site}"
     origin = _header(scope, b"origin")
     if origin is not None:
         netloc = urlsplit(origin.strip()).netloc.lower() if origin.strip() != "null" else "null"
