@@ -9,28 +9,53 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hashret import __version__
+from hashret.threads import apply_threads
 
 
 def _train(a: argparse.Namespace) -> int:
     from hashret.training import TrainConfig, train
+    from hashret.training.methods import get_training_method
 
-    cfg = TrainConfig(
-        dataset=a.dataset, data_dir=a.data_dir, bits=a.bits, backbone=a.backbone, epochs=a.epochs,
-        batch_size=a.batch_size, lr=a.lr, seed=a.seed, val_fraction=a.val_fraction,
-        image_size=a.image_size, input_size=a.input_size, threads=a.threads,
-        on_bad_image=a.on_bad_image, flip=a.flip, tta_flip=a.tta_flip, device=a.device,
-        precision=a.precision, recipe=a.recipe, method=a.method, pretrained=a.pretrained,
-        freeze_backbone=a.freeze_backbone, margin=a.margin, mining=a.mining,
-        quant_weight=a.quant_weight, classes_per_batch=a.classes_per_batch,
-        images_per_class=a.images_per_class,
-    )
-    res = train(cfg, a.out, resume=a.resume, overwrite=a.overwrite, cache_dir=a.cache_dir,
-                progress=not a.quiet)
+    fields = {f for f in TrainConfig.__dataclass_fields__ if hasattr(a, f)}
+    cfg = TrainConfig(**{f: getattr(a, f) for f in fields})
+    try:
+        res = train(cfg, a.out, resume=a.resume, overwrite=a.overwrite, cache_dir=a.cache_dir,
+                    progress=not a.quiet)
+    except KeyboardInterrupt:
+        _say_interrupted_training(Path(a.out), a.argv, a.resume)
+        return 130
+    stat = _STAT_NAMES.get(get_training_method(res.model_config.method).select_by, "score")
     print(f"trained {res.model_config.method} ({res.model_config.backbone}, "
-          f"{res.model_config.bits} bits) in {res.train_seconds:.1f}s; "
-          f"selected epoch {res.best_epoch} by validation "
-          f"{'accuracy' if res.model_config.method == 'dlbhc' else 'mAP'} -> {res.run_dir}")
+          f"{res.model_config.bits} bits) in {res.train_seconds:.1f}s; selected epoch {res.best_epoch} of "
+          f"{len(res.history)} by validation {stat} -> {res.run_dir}")
+    if res.still_improving is not None:
+        print(f"note: validation {stat} was still rising at the last epoch "
+              f"(+{res.still_improving:.4f} per epoch): more --epochs would likely help "
+              f"(this run: --epochs {res.train_config.epochs})", file=sys.stderr)
     return 0
+
+
+#: the validation statistics a method selects its epoch by, in words
+_STAT_NAMES = {"val_acc": "accuracy", "val_map": "mAP"}
+
+
+def _say_interrupted_training(out: Path, argv: list[str], resumed: bool) -> None:
+    """One line after Ctrl-C: what the run directory holds and the command that continues it."""
+    import shlex
+
+    from hashret.io import read_json
+
+    argv = [w for w in argv if w not in ("--overwrite", "--resume")]
+    again = shlex.join(["hashret", *argv, "--resume"])
+    try:
+        done = len(read_json(out / "history.json")["epochs"])
+    except (OSError, ValueError, KeyError):
+        done = 0
+    if done:
+        print(f"\ninterrupted: {done} epoch(s) are saved in {out}; continue with: {again}", file=sys.stderr)
+    else:
+        print(f"\ninterrupted before the first epoch ended: nothing to resume in {out}; start again with: "
+              f"{shlex.join(['hashret', *argv, *(['--overwrite'] if not resumed else [])])}", file=sys.stderr)
 
 
 def _encode(a: argparse.Namespace) -> int:
@@ -304,6 +329,12 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where the dataset lives (default: as in training)")
     p.add_argument("--cache-dir", help="decoded-image cache (default $HASHRET_CACHE or "
                                        "~/.cache/hashret)")
+    _add_threads_arg(p)
+
+
+def _add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: the cores the load average "
+                                               "leaves free, at least 1; 0 = every core)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,7 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="triplet method: weight of the penalty pulling tanh codes to +/-1")
     p.add_argument("--classes-per-batch", type=int, help="triplet method: P classes per batch")
     p.add_argument("--images-per-class", type=int, help="triplet method: K images per class")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="epochs to train (default: the dataset's, "
+                                              "hashret.training.DATASET_DEFAULTS; with --patience the most)")
+    p.add_argument("--patience", type=int, help="stop when validation has not improved for this many "
+                                                "epochs (default: train every epoch)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--seed", type=int, default=0)
@@ -350,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the training set held out for model selection")
     p.add_argument("--image-size", type=int, help="resize folder images to this size on reading")
     p.add_argument("--input-size", type=int, help="model input side in px (default: image size)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    _add_threads_arg(p)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="training arithmetic: auto = bf16 autocast where the hardware has it")
@@ -394,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(default k, or max(k, 1000) with --rerank)")
     p.add_argument("--radius", type=int, help="coarse stage: every item within this Hamming distance")
     p.add_argument("--json", action="store_true")
+    _add_threads_arg(p)
     p.set_defaults(func=_search)
 
     _add_index_parser(sub)
@@ -462,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bits", type=int, default=32)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    _add_threads_arg(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_demo)
     return parser
@@ -510,6 +546,7 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
     p.add_argument("--allow-duplicates", action="store_true",
                    help="add files whose bytes are already in the index again (default: skip them, so "
                         "an interrupted add is finished by running it again)")
+    _add_threads_arg(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_index_add)
 
@@ -547,13 +584,27 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+#: what a command interrupted by Ctrl-C leaves behind (train says it itself)
+_AFTER_INTERRUPT = {
+    "index": "every committed batch is kept: run the same command again to continue",
+    "encode": "finished shards and splits are kept: run the same command again to continue",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # for the "continue with" line after Ctrl-C
     if getattr(args, "k", 1) < 1:
         print("hashret: error: --k must be >= 1", file=sys.stderr)
         return 2
     try:
+        apply_threads(getattr(args, "threads", None))  # before torch loads: see hashret.threads
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        hint = _AFTER_INTERRUPT.get(args.command, "nothing was left half-written")
+        print(f"\nhashret {args.command}: interrupted; {hint}", file=sys.stderr)
+        return 130
     except KeyError as e:
         print(f"hashret {args.command}: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

@@ -58,7 +58,7 @@ def test_existing_run_dir_is_protected(digits_run):
 def test_resume_with_other_options_is_refused(tmp_path):
     cfg = TrainConfig(dataset="digits", bits=12, epochs=1, backbone="lenet")
     train(cfg, tmp_path / "r", progress=False)
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match=r"other options \(--bits 12 -> 16\)"):
         train(TrainConfig(dataset="digits", bits=16, epochs=2, backbone="lenet"), tmp_path / "r",
               resume=True, progress=False)
 

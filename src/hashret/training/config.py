@@ -42,7 +42,13 @@ class TrainConfig:
         recipe: ``sgd`` or ``airbench`` (:mod:`hashret.training.recipes`; the latter reads
             ``lr`` and ``weight_decay`` as decoupled values per 1024 examples).
         label_smoothing: of the softmax loss.
-        threads: torch CPU threads (``None``: torch's default).
+        patience: stop once the validation statistic has not improved for this many epochs
+            (``epochs`` is then the most it trains); ``None``: train every epoch. With the
+            one-cycle schedule the learning rate anneals only in the last epochs, so a short
+            patience can stop before the best epoch: give it a few epochs.
+        threads: torch CPU threads (``None``: the cores the load average leaves free,
+            :mod:`hashret.threads`; ``0``: every core). A run-time knob, like ``device``:
+            ``--resume`` may change it.
         device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:1``...
         precision: ``auto`` (bf16 autocast on CUDA and on CPUs with native bf16, else fp32),
             ``fp32`` or ``bf16``; the weights and the optimizer stay fp32.
@@ -65,6 +71,7 @@ class TrainConfig:
     backbone: str | None = None
     bits: int = 48
     epochs: int | None = None
+    patience: int | None = None
     batch_size: int | None = None
     lr: float | None = None
     momentum: float | None = None
@@ -133,8 +140,8 @@ class TrainConfig:
         d["precision"] = resolve_precision(d["precision"], d["device"])
         if d["tta_flip"] is None:
             d["tta_flip"] = natural and d["flip"]
-        for k in ("epochs", "batch_size"):
-            if d[k] < 1:
+        for k in ("epochs", "batch_size", "patience"):
+            if d[k] is not None and d[k] < 1:
                 raise ValueError(f"{k} must be >= 1, got {d[k]}")
         return TrainConfig(**d)
 

@@ -29,6 +29,7 @@ from hashret.losses import HashLoss
 from hashret.models import ModelConfig, build_model, get_backbone_spec, load_pretrained
 from hashret.models.backbones import default_normalisation
 from hashret.outdir import claim_dir, owned_entries
+from hashret.threads import apply_threads
 from hashret.training import distributed as dist_
 from hashret.training.checkpoint import (
     MODEL_FILE,
@@ -69,6 +70,9 @@ class TrainResult:
     history: list[dict[str, Any]]
     train_seconds: float
     best_epoch: int
+    #: rise per epoch of the validation statistic over the last epochs when it was still
+    #: rising at the end (more epochs would likely help), else None
+    still_improving: float | None = None
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -160,6 +164,42 @@ def _claim_run_dir(run_dir: Path, resume: bool, overwrite: bool, write: bool) ->
     claim_dir(run_dir, "run", RUN_FILES, overwrite=overwrite, compatible=("demo",), write=write)
 
 
+_Inputs = PixelInputs | FeatureInputs
+
+#: options that only say how to run, not what is trained: ``--resume`` may change them
+RUNTIME_OPTIONS = ("epochs", "patience", "threads", "device", "data_dir")
+
+
+def resume_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """The options (CLI spelling) in which ``cfg`` differs from a run's saved training config,
+    leaving out :data:`RUNTIME_OPTIONS`; each as ``--name OLD -> NEW``."""
+    before = TrainConfig.from_dict(saved).to_dict()  # options added since then take their defaults
+    now = cfg.to_dict()
+    return [f"--{k.replace('_', '-')} {before[k]} -> {now[k]}" for k in now
+            if k not in RUNTIME_OPTIONS and before.get(k) != now[k]]
+
+
+def still_improving(history: list[dict[str, Any]], key: str, last: int = 3) -> float | None:
+    """How much the validation statistic ``key`` rose per epoch over the ``last`` epochs, when
+    the last epoch is the best one and it rose at all; else None (training had levelled off)."""
+    scores = [h[key] for h in history if key in h]
+    if len(scores) < 2 or scores[-1] < max(scores) or scores[-1] <= scores[max(0, len(scores) - 1 - last)]:
+        return None
+    span = min(last, len(scores) - 1)
+    return (scores[-1] - scores[-1 - span]) / span
+
+
+@dataclass
+class _Progress:
+    """What the loop carries from epoch to epoch (and saves in ``resume.pt``)."""
+
+    history: list[dict[str, Any]]
+    train_seconds: float = 0.0
+    best_score: float = -1.0
+    best_epoch: int = -1
+    start_epoch: int = 0
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
           data: DatasetSplits | None = None, cache_dir: str | Path | None = None,
           progress: bool = True,
@@ -173,6 +213,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     (to continue after an interruption with ``resume=True``) and ``history.json``.
     Training is reproducible: the same config and seed give the same weights, whether
     or not the run was interrupted and resumed (it restarts the interrupted epoch).
+    With ``cfg.patience`` it stops once the validation statistic has not improved for that
+    many epochs (``cfg.epochs`` is then the most it trains).
     ``on_epoch_end(stats)`` is called after each epoch's checkpoint is written.
     """
     run_dir = Path(run_dir)
@@ -185,13 +227,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
         data = load_dataset(cfg.dataset, cfg.data_dir, cache_dir=cache_dir, seed=cfg.seed,
                             test_fraction=cfg.test_fraction, on_bad_image=cfg.on_bad_image,
                             size=cfg.image_size)
-    cfg = cfg.resolved(data.natural)
-    if cfg.freeze_backbone and dist_.is_distributed():
-        raise ValueError("--freeze-backbone trains on one process (only the small head learns): "
-                         "run it without torchrun")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-
+    cfg = _resolve(cfg, data)
     method = get_training_method(cfg.method)
     train_set, val_set = split_validation(data.train, cfg.val_fraction, cfg.seed)
     cfg = resolve_batches(cfg, train_set.labels)  # P x K of class-balanced batches
@@ -203,137 +239,46 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
         load_pretrained(model.backbone, model_cfg.backbone, cfg.pretrained)
     model.to(cfg.device)
 
-    state: dict[str, Any] | None = None
-    config_path = run_dir / CONFIG_FILE
-    if resume and (run_dir / RESUME_FILE).exists():
-        saved = read_json(config_path)
-        # options added since the run was written take their defaults
-        before = TrainConfig.from_dict(saved["train"]).to_dict()
-        if before != cfg.to_dict() | {"epochs": saved["train"]["epochs"]}:
-            raise ValueError(
-                f"--resume: {run_dir} was trained with another configuration; "
-                "resume with the same options (only --epochs may change) or choose another --out"
-            )
-        state = load_resume_state(run_dir / RESUME_FILE)
-        load_weights(model, run_dir / LAST_FILE)
+    state = _load_resume(run_dir, cfg, model) if resume and (run_dir / RESUME_FILE).exists() else None
     run_dir.mkdir(parents=True, exist_ok=True)
     if world.main:  # rank 0 alone writes the run directory
-        write_json(config_path, {"train": cfg.to_dict(), "model": model_cfg.to_dict(),
-                                 "dataset": {"name": data.name, "source": data.source,
-                                             "image_shape": list(data.train.images.shape[1:])}})
-
-    x_train = to_tensor(train_set.images)
+        write_json(run_dir / CONFIG_FILE, {"train": cfg.to_dict(), "model": model_cfg.to_dict(),
+                                           "dataset": {"name": data.name, "source": data.source,
+                                                       "image_shape": list(data.train.images.shape[1:])}})
     y_train = torch.from_numpy(train_set.labels.astype(np.int64))
-    x_val = to_tensor(val_set.images)
     y_val = torch.from_numpy(val_set.labels.astype(np.int64))
-
-    if state is None and not cfg.pretrained and hasattr(model.backbone, "init_from_data"):
-        g = torch.Generator().manual_seed(cfg.seed)
-        sample = x_train[torch.randperm(len(x_train), generator=g)[:5000]].float().div_(255)
-        sample = sample.to(cfg.device)
-        model.backbone.init_from_data(model.preprocess(sample))
-
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    inputs: PixelInputs | FeatureInputs
-    feature_seconds = 0.0  # computing the frozen backbone's features counts as training time
-    if cfg.freeze_backbone:
-        t0 = time.perf_counter()
-        freeze_backbone(model)
-        feats = {name: cache_features(model, x, device=cfg.device, precision=cfg.precision,
-                                      channels_last=cfg.channels_last, progress=progress)
-                 for name, x in (("train", x_train), ("val", x_val))}
-        inputs = FeatureInputs(feats["train"], cfg.precision)
-        val_inputs = FeatureInputs(feats["val"], cfg.precision)
-        feature_seconds = time.perf_counter() - t0
-    else:
-        pixels = dict(device=cfg.device, precision=cfg.precision, channels_last=cfg.channels_last)
-        inputs = PixelInputs(x_train, pad=cfg.pad, flip=cfg.flip, **pixels)
-        val_inputs = PixelInputs(x_val, **pixels)
+    inputs, val_inputs, feature_seconds = _make_inputs(cfg, model, train_set, val_set,
+                                                       fresh=state is None, progress=progress)
     loss_fn = create_loss(cfg)
     opt = make_optimizer(model, cfg.recipe, lr=cfg.lr, momentum=cfg.momentum,
                          weight_decay=cfg.weight_decay, batch_size=cfg.batch_size)
     lookahead = Lookahead() if cfg.recipe == "airbench" else None
-    steps_per_epoch = sampler.steps_per_epoch
-    total_steps = steps_per_epoch * cfg.epochs
-
-    history: list[dict[str, Any]] = []
-    start_epoch, train_seconds, best_acc, best_epoch = 0, 0.0, -1.0, -1
+    total_steps = sampler.steps_per_epoch * cfg.epochs
+    prog = _Progress(history=[])
     if state is not None:
         opt.load_state_dict(state["optimizer"])
-        history = list(state["history"])
-        start_epoch = int(state["epoch"]) + 1
-        train_seconds = float(state["train_seconds"])
-        best_acc, best_epoch = float(state["best_acc"]), int(state["best_epoch"])
+        prog = _Progress(list(state["history"]), float(state["train_seconds"]), float(state["best_acc"]),
+                         int(state["best_epoch"]), int(state["epoch"]) + 1)
         if lookahead is not None:
-            lookahead.resume(model, start_epoch)
-    train_seconds += feature_seconds
+            lookahead.resume(model, prog.start_epoch)
+    prog.train_seconds += feature_seconds
 
     train_model = dist_.wrap_model(model)  # DistributedDataParallel under torchrun
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(prog.start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        model.train()
-        start_recipe_epoch(model, cfg.recipe, epoch)
-        g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        batches = sampler.epoch(g)
-        aug_g = dist_.rank_generator(cfg.seed * 100003 + epoch) or g  # own augmentations per rank
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=None if progress else True, leave=False, dynamic_ncols=True)
-        run_loss, run_correct, seen = 0.0, 0, 0
-        for i in bar:
-            step = epoch * steps_per_epoch + i
-            for group in opt.param_groups:
-                group["lr"] = group["base_lr"] * one_cycle(step, total_steps)
-            idx = dist_.shard_batch(batches[i])  # this rank's slice of the global batch
-            y = y_train[idx].to(cfg.device)
-            out = inputs.forward(train_model, idx, train=True, generator=aug_g)
-            loss = loss_fn(out, y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {float(loss)} at epoch {epoch + 1}, step {i}: lower --lr"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if lookahead is not None:
-                lookahead.step(model, epoch, step + 1, total_steps)
-            run_loss += float(loss.detach()) * len(y)
-            if out.logits is not None:
-                run_correct += int((out.logits.argmax(1) == y).sum())
-            seen += len(y)
-            bar.set_postfix(loss=f"{run_loss / seen:.3f}",
-                            **({"acc": f"{run_correct / seen:.3f}"} if out.logits is not None else {}))
-        if lookahead is not None:
-            lookahead.end_epoch(model)
-        run_loss, run_correct, seen = dist_.all_reduce_sums([run_loss, run_correct, seen])
-        stats = {"epoch": epoch + 1, "train_loss": run_loss / seen}
-        if out.logits is not None:
-            stats["train_acc"] = run_correct / seen
+        stats = _train_epoch(cfg, epoch, model, train_model, inputs, y_train, sampler, loss_fn, opt,
+                             lookahead, total_steps, progress)
         if world.main:
             stats |= evaluate_validation(model, loss_fn, val_inputs, y_val, 1024, cfg.device)
         stats = dist_.broadcast_object(stats)  # rank 0's validation selects for every rank
         if dist_.is_distributed():
             stats["rank_digests"] = dist_.gather_digests(model)  # one per rank: equal when in sync
         epoch_seconds = time.perf_counter() - t0
-        train_seconds += epoch_seconds
+        prog.train_seconds += epoch_seconds
         stats["seconds"] = round(epoch_seconds, 2)
-        history.append(stats)
-
-        # model selection on the validation split only (the last epoch when there is none)
-        score = stats.get(method.select_by, epoch)
-        extra = {"epoch": epoch + 1, "train_seconds": round(train_seconds, 2)}
-        if score >= best_acc:
-            best_acc, best_epoch = score, epoch + 1
-            if world.main:
-                save_checkpoint(run_dir / MODEL_FILE, model, model_cfg, extra)
-        if world.main:
-            save_checkpoint(run_dir / LAST_FILE, model, model_cfg, extra)
-            save_resume_state(run_dir / RESUME_FILE, {
-                "optimizer": opt.state_dict(), "epoch": epoch, "history": history,
-                "train_seconds": train_seconds, "best_acc": best_acc, "best_epoch": best_epoch,
-            })
-            write_json(run_dir / HISTORY_FILE, {"epochs": history, "best_epoch": best_epoch,
-                                                "train_seconds": round(train_seconds, 2)})
+        prog.history.append(stats)
+        _select_and_save(run_dir, model, model_cfg, opt, prog, epoch, stats.get(method.select_by, epoch),
+                         write=world.main)
         if progress:
             shown = " ".join(f"{k} {stats[k]:.4f}" for k in ("train_acc", "val_loss", "val_acc", "val_map")
                              if k in stats)
@@ -341,6 +286,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
                        f"{'' if 'val_map' in stats else ' (no validation split)'} ({epoch_seconds:.1f}s)")
         if on_epoch_end is not None:
             on_epoch_end(stats)
+        if cfg.patience is not None and epoch + 1 - prog.best_epoch >= cfg.patience and len(val_set):
+            if progress:
+                tqdm.write(f"stopping early: validation {method.select_by} has not improved for "
+                           f"{cfg.patience} epochs (best: epoch {prog.best_epoch})")
+            break
 
     dist_.barrier()  # rank 0 has written the selected checkpoint
     dist_.shutdown(joined)
@@ -348,4 +298,123 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     model = build_model(model_cfg)
     load_weights(model, run_dir / MODEL_FILE)
     model.to(cfg.device)
-    return TrainResult(run_dir, model.eval(), model_cfg, cfg, history, train_seconds, best_epoch)
+    return TrainResult(run_dir, model.eval(), model_cfg, cfg, prog.history, prog.train_seconds,
+                       prog.best_epoch, still_improving(prog.history, method.select_by))
+
+
+def _resolve(cfg: TrainConfig, data: DatasetSplits) -> TrainConfig:
+    """The config with the dataset's defaults filled in, checked against the job; threads set."""
+    cfg = cfg.resolved(data.natural)
+    if cfg.freeze_backbone and dist_.is_distributed():
+        raise ValueError("--freeze-backbone trains on one process (only the small head learns): "
+                         "run it without torchrun")
+    apply_threads(cfg.threads)  # torch's threads on a shared CPU: see hashret.threads
+    return cfg
+
+
+def _load_resume(run_dir: Path, cfg: TrainConfig, model: nn.Module) -> dict[str, Any]:
+    """The interrupted run's loop state, its last weights loaded into ``model``.
+
+    Raises:
+        ValueError: the run was trained with other options (named in the message).
+    """
+    saved = read_json(run_dir / CONFIG_FILE)
+    differ = resume_differences(saved["train"], cfg)
+    if differ:
+        raise ValueError(
+            f"--resume: {run_dir} was trained with other options ({'; '.join(differ)}): resume with "
+            f"the run's options (only {', '.join('--' + o.replace('_', '-') for o in RUNTIME_OPTIONS)} "
+            "may change), or choose another --out"
+        )
+    state = load_resume_state(run_dir / RESUME_FILE)
+    load_weights(model, run_dir / LAST_FILE)
+    return state
+
+
+def _make_inputs(cfg: TrainConfig, model: nn.Module, train_set: ImageArray, val_set: ImageArray, *,
+                 fresh: bool, progress: bool) -> tuple[_Inputs, _Inputs, float]:
+    """Training and validation batches' source: augmented pixels through the whole model, or
+    features of a frozen backbone computed once (their seconds returned: they count as training).
+    A fresh model whose backbone initialises from data (the whitening stem) does so here."""
+    x_train, x_val = to_tensor(train_set.images), to_tensor(val_set.images)
+    if fresh and not cfg.pretrained and hasattr(model.backbone, "init_from_data"):
+        g = torch.Generator().manual_seed(cfg.seed)
+        sample = x_train[torch.randperm(len(x_train), generator=g)[:5000]].float().div_(255)
+        model.backbone.init_from_data(model.preprocess(sample.to(cfg.device)))
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if not cfg.freeze_backbone:
+        pixels = dict(device=cfg.device, precision=cfg.precision, channels_last=cfg.channels_last)
+        return PixelInputs(x_train, pad=cfg.pad, flip=cfg.flip, **pixels), PixelInputs(x_val, **pixels), 0.0
+    t0 = time.perf_counter()
+    freeze_backbone(model)
+    feats = {name: cache_features(model, x, device=cfg.device, precision=cfg.precision,
+                                  channels_last=cfg.channels_last, progress=progress)
+             for name, x in (("train", x_train), ("val", x_val))}
+    return (FeatureInputs(feats["train"], cfg.precision), FeatureInputs(feats["val"], cfg.precision),
+            time.perf_counter() - t0)
+
+
+def _train_epoch(cfg: TrainConfig, epoch: int, model: nn.Module, train_model: nn.Module,
+                 inputs: _Inputs, y_train: torch.Tensor, sampler: Any,
+                 loss_fn: HashLoss, opt: torch.optim.Optimizer, lookahead: Lookahead | None,
+                 total_steps: int, progress: bool) -> dict[str, Any]:
+    """One pass over the training batches; returns ``{epoch, train_loss[, train_acc]}``."""
+    model.train()
+    start_recipe_epoch(model, cfg.recipe, epoch)
+    steps = sampler.steps_per_epoch
+    g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
+    batches = sampler.epoch(g)
+    aug_g = dist_.rank_generator(cfg.seed * 100003 + epoch) or g  # own augmentations per rank
+    bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=None if progress else True, leave=False, dynamic_ncols=True)
+    run_loss, run_correct, seen, classifies = 0.0, 0, 0, False
+    for i in bar:
+        step = epoch * steps + i
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * one_cycle(step, total_steps)
+        idx = dist_.shard_batch(batches[i])  # this rank's slice of the global batch
+        y = y_train[idx].to(cfg.device)
+        out = inputs.forward(train_model, idx, train=True, generator=aug_g)
+        loss = loss_fn(out, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}, step {i}: lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if lookahead is not None:
+            lookahead.step(model, epoch, step + 1, total_steps)
+        run_loss += float(loss.detach()) * len(y)
+        classifies = out.logits is not None
+        if classifies:
+            run_correct += int((out.logits.argmax(1) == y).sum())
+        seen += len(y)
+        bar.set_postfix(loss=f"{run_loss / seen:.3f}",
+                        **({"acc": f"{run_correct / seen:.3f}"} if classifies else {}))
+    if lookahead is not None:
+        lookahead.end_epoch(model)
+    run_loss, run_correct, seen = dist_.all_reduce_sums([run_loss, run_correct, seen])
+    stats: dict[str, Any] = {"epoch": epoch + 1, "train_loss": run_loss / seen}
+    if classifies:
+        stats["train_acc"] = run_correct / seen
+    return stats
+
+
+def _select_and_save(run_dir: Path, model: nn.Module, model_cfg: ModelConfig, opt: torch.optim.Optimizer,
+                     prog: _Progress, epoch: int, score: float, *, write: bool) -> None:
+    """Keep the epoch as the run's model when its validation ``score`` is the best so far (on
+    the validation split only; the last epoch without one), and save what a resume needs."""
+    extra = {"epoch": epoch + 1, "train_seconds": round(prog.train_seconds, 2)}
+    if score >= prog.best_score:
+        prog.best_score, prog.best_epoch = score, epoch + 1
+        if write:
+            save_checkpoint(run_dir / MODEL_FILE, model, model_cfg, extra)
+    if not write:
+        return
+    save_checkpoint(run_dir / LAST_FILE, model, model_cfg, extra)
+    save_resume_state(run_dir / RESUME_FILE, {
+        "optimizer": opt.state_dict(), "epoch": epoch, "history": prog.history,
+        "train_seconds": prog.train_seconds, "best_acc": prog.best_score, "best_epoch": prog.best_epoch,
+    })
+    write_json(run_dir / HISTORY_FILE, {"epochs": prog.history, "best_epoch": prog.best_epoch,
+                                        "train_seconds": round(prog.train_seconds, 2)})
