@@ -91,12 +91,14 @@ def test_cli_build_info_search_add_remove(digits_run, tmp_path, capsys):
     assert main(["index", "add", ix, str(folder), "--label", "3", "--quiet"]) == 0
     capsys.readouterr()
     assert main(["search", ix, "--image", str(folder / "q1.png"), "--k", "4", "--rerank", "--json"]) == 0
-    hits = json.loads(capsys.readouterr().out)
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["notes"] == [] and answer["image"].endswith("q1.png")
+    hits = answer["results"]
     assert hits[0]["id"] == 1439 and hits[0]["source"].endswith("q1.png") and hits[0]["euclidean"] < 1e-2
     assert main(["index", "remove", ix, "1439"]) == 0
     capsys.readouterr()
     assert main(["search", ix, "--image", str(folder / "q1.png"), "--k", "4", "--json"]) == 0
-    assert 1439 not in [h["id"] for h in json.loads(capsys.readouterr().out)]
+    assert 1439 not in [h["id"] for h in json.loads(capsys.readouterr().out)["results"]]
     assert main(["index", "compact", ix]) == 0
     (folder / "bad.png").write_bytes(b"not an image")
     assert main(["index", "add", ix, str(folder / "bad.png")]) == 2
@@ -135,3 +137,17 @@ def test_adding_the_same_files_again_skips_them(digits_run, tmp_path, capsys):
     assert "added 5 images" in capsys.readouterr().out
     with IndexStore.open(ix) as store:
         assert len(store) == n0 + 4 + 5
+
+
+def test_search_notices_a_query_image_changed_to_fit(digits_run, tmp_path, capsys):
+    """A colour photo of another size is converted and resized: said on stderr and in --json."""
+    from hashret.cli import main
+
+    img = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), (250, 10, 10)).save(img)
+    assert main(["search", str(digits_run), "--image", str(img), "--k", "3", "--json"]) == 0
+    out = capsys.readouterr()
+    answer = json.loads(out.out)
+    assert answer["notes"] == ["converted colour to grey", "resized from 40x30 to 8x8 px (w x h)"]
+    assert len(answer["results"]) == 3
+    assert "note: " in out.err and "resized from 40x30 to 8x8" in out.err

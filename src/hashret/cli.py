@@ -109,9 +109,9 @@ def _search(a: argparse.Namespace) -> int:
     from hashret.run import open_run, read_query_image, search_images
 
     run = open_run(a.run_dir)
-    hits = search_images(run, read_query_image(run, a.image), k=a.k)[0]
-    if a.json:
-        print(json.dumps(hits, indent=2))
+    notes: list[str] = []
+    hits = search_images(run, read_query_image(run, a.image, notes), k=a.k)[0]
+    if _print_search_json(a, notes, hits):
         return 0
     print(f"top {len(hits)} for {a.image} ({run.model_config.bits}-bit codes, Hamming):")
     print(f"{'rank':>4}  {'hamming':>7}  {'class':<12} id")
@@ -120,17 +120,26 @@ def _search(a: argparse.Namespace) -> int:
     return 0
 
 
+def _print_search_json(a: argparse.Namespace, notes: list[str], hits: list[dict]) -> bool:
+    """Tell what was changed to fit the query image (stderr); with --json print the answer."""
+    for note in notes:
+        print(f"note: {a.image}: {note} to fit the model's input", file=sys.stderr)
+    if a.json:
+        print(json.dumps({"image": a.image, "notes": notes, "results": hits}, indent=2))
+    return bool(a.json)
+
+
 def _search_index(a: argparse.Namespace) -> int:
     from hashret.index.store import IndexStore
     from hashret.indexing import describe_results, load_index_model, search_by_images
 
     with IndexStore.open(a.run_dir) as store:
         model = load_index_model(store)
-        result = search_by_images(store, model, model.read(a.image)[None], k=a.k, rerank=a.rerank,
+        notes: list[str] = []
+        result = search_by_images(store, model, model.read(a.image, notes)[None], k=a.k, rerank=a.rerank,
                                   candidates=a.candidates, radius=a.radius)[0]
         hits = describe_results(store, result)
-    if a.json:
-        print(json.dumps(hits, indent=2))
+    if _print_search_json(a, notes, hits):
         return 0
     how = "Hamming, then Euclidean re-rank" if a.rerank else "Hamming"
     print(f"top {len(hits)} for {a.image} in {a.run_dir} ({store.bits}-bit codes, {how}):")

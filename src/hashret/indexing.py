@@ -54,10 +54,11 @@ class IndexModel:
         return encode_images(self.model, images, tta_flip=self.tta_flip, device=self.device,
                              precision=self.precision, progress=progress)
 
-    def read(self, path_or_bytes: str | Path | bytes) -> np.ndarray:
-        """Decode one image (file or bytes) to ``uint8[h, w, c]`` at the index's image shape."""
+    def read(self, path_or_bytes: str | Path | bytes, notes: list[str] | None = None) -> np.ndarray:
+        """Decode one image (file or bytes) to ``uint8[h, w, c]`` at the index's image shape;
+        ``notes`` gets what was changed to fit it (resized, converted to grey, ...)."""
         h, w, c = self.image_shape
-        return read_image(path_or_bytes, channels=c, size=(h, w))
+        return read_image(path_or_bytes, channels=c, size=(h, w), notes=notes)
 
 
 def model_identity(run: Run, image_shape: Sequence[int]) -> dict[str, Any]:

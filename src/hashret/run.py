@@ -179,8 +179,9 @@ def search_images(run: Run, images: np.ndarray, *, k: int = 10,
             for row_i, row_d in zip(idx, dist, strict=True)]
 
 
-def read_query_image(run: Run, path: str | Path) -> np.ndarray:
-    """Decode one image file for ``run``'s model: ``uint8[1, h, w, c]``."""
+def read_query_image(run: Run, path: str | Path, notes: list[str] | None = None) -> np.ndarray:
+    """Decode one image file for ``run``'s model: ``uint8[1, h, w, c]``; ``notes`` gets what was
+    changed to fit it (:func:`hashret.data.image.image_to_array`)."""
     h, w, c = run.info.get("dataset", {}).get("image_shape") or (
         *run.model_config.input_size, run.model_config.in_channels)
-    return read_image(path, channels=c, size=(h, w))[None]
+    return read_image(path, channels=c, size=(h, w), notes=notes)[None]

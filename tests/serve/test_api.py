@@ -69,6 +69,15 @@ def test_search_by_upload_finds_the_image_itself_first(reader, digits_data, png)
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(thumb.content))), img[..., 0])
 
 
+def test_an_upload_of_another_size_and_mode_says_what_was_changed(reader, digits_data, png):
+    big = np.repeat(np.repeat(digits_data.train.images[7], 4, axis=0), 4, axis=1)  # 32x32 grey
+    rgb = np.repeat(big, 3, axis=2)
+    body = reader.post("/search", files=upload(png(rgb))).json()
+    assert body["notes"] == ["converted colour to grey", "resized from 32x32 to 8x8 px (w x h)"]
+    same = reader.post("/search", files=upload(png(digits_data.train.images[7]))).json()
+    assert same["notes"] == []
+
+
 def test_hamming_only_search_is_the_default(reader, digits_data, png):
     r = reader.post("/search", files=upload(png(digits_data.train.images[7])))
     body = r.json()

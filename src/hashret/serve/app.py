@@ -158,7 +158,8 @@ def create_app(store: IndexStore, model: IndexModel, *, limits: ServeLimits | No
         bits, hexa = code_strings(out.code, store.bits)
         return SearchResponse(
             query=QueryCode(id=out.query_id, bits=store.bits, code=bits, code_hex=hexa), k=k, rerank=rerank,
-            results=[Hit(**item_model(request, h)) for h in out.hits], took_ms=round(out.took_ms, 3))
+            results=[Hit(**item_model(request, h)) for h in out.hits], notes=out.notes,
+            took_ms=round(out.took_ms, 3))
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

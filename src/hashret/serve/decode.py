@@ -81,7 +81,7 @@ def check_header(head: bytes, name: str, shape: tuple[int, int, int], *, max_pix
 
 
 def decode_upload(data: bytes, name: str, shape: tuple[int, int, int], *, max_pixels: int,
-                  max_decoded_bytes: int) -> np.ndarray:
+                  max_decoded_bytes: int, notes: list[str] | None = None) -> np.ndarray:
     """Decode an uploaded file to the model's input.
 
     Args:
@@ -90,6 +90,7 @@ def decode_upload(data: bytes, name: str, shape: tuple[int, int, int], *, max_pi
         shape: ``(h, w, c)`` the model's input shape, ``c`` 1 (grey) or 3 (RGB).
         max_pixels: largest width x height the header may declare.
         max_decoded_bytes: largest memory the decode may take (see the module docstring).
+        notes: filled with what was changed to fit the model (:func:`hashret.data.image.image_to_array`).
 
     Returns:
         ``uint8[h, w, c]``.
@@ -114,5 +115,5 @@ def decode_upload(data: bytes, name: str, shape: tuple[int, int, int], *, max_pi
             img.load()
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
             raise _unreadable(name, e) from e
-        arr = image_to_array(img, target, (h, w))
+        arr = image_to_array(img, target, (h, w), notes)
     return arr[:, :, None] if c == 1 else arr

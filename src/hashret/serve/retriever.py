@@ -50,6 +50,8 @@ class Outcome:
     code: np.ndarray  # uint8[nbytes] packed
     hits: list[dict[str, Any]] = field(default_factory=list)
     took_ms: float = 0.0
+    #: what was changed to fit an uploaded image to the model (resized, converted to grey, ...)
+    notes: list[str] = field(default_factory=list)
 
 
 def code_strings(code: np.ndarray, bits: int) -> tuple[str, str]:
@@ -100,15 +102,16 @@ class Retriever:
         self.store.refresh()
         self._count = len(self.store)
 
-    def decode(self, upload: Upload) -> np.ndarray:
-        """``uint8[h, w, c]`` at the index's image shape.
+    def decode(self, upload: Upload, notes: list[str] | None = None) -> np.ndarray:
+        """``uint8[h, w, c]`` at the index's image shape; ``notes`` gets what was changed to fit.
 
         Raises:
             BadUpload: an empty file, not an image, or a truncated one.
             TooLarge: more than ``max_pixels`` pixels or ``max_decoded_bytes`` to decode.
         """
         return decode_upload(upload.data, upload.name, tuple(self.model.image_shape),  # type: ignore[arg-type]
-                             max_pixels=self.max_pixels, max_decoded_bytes=self.max_decoded_bytes)
+                             max_pixels=self.max_pixels, max_decoded_bytes=self.max_decoded_bytes,
+                             notes=notes)
 
     def precheck(self, upload: Upload) -> None:
         """Refuse (TooLarge) an upload over the limits from its first bytes (``upload.data`` may be a
@@ -153,7 +156,8 @@ class Retriever:
         """Decode, encode and search one uploaded image (``candidates`` / ``radius``: the coarse
         stage's pool, as in :meth:`IndexStore.search`)."""
         t0 = time.perf_counter()
-        image = self.decode(upload)
+        notes: list[str] = []
+        image = self.decode(upload, notes)
         enc = self._encode(image[None])
         with self._store_lock:
             self._refresh()
@@ -161,7 +165,7 @@ class Retriever:
             result = self.store.search(enc.codes, enc.features, k, rerank=rerank, candidates=candidates,
                                        radius=radius)[0]
             hits = self._hits(result)
-        return Outcome(None, enc.codes[0], hits, (time.perf_counter() - t0) * 1e3)
+        return Outcome(None, enc.codes[0], hits, (time.perf_counter() - t0) * 1e3, notes)
 
     def search_id(self, item_id: int, *, k: int, rerank: bool, candidates: int | None = None,
                   radius: int | None = None) -> Outcome:

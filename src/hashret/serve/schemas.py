@@ -55,6 +55,9 @@ class SearchResponse(BaseModel):
     rerank: bool = Field(description="whether the Hamming candidates were re-ranked by Euclidean "
                                      "distance on the float features (hierarchical search)")
     results: list[Hit]
+    notes: list[str] = Field(default_factory=list, description=(
+        "what was changed to fit an uploaded image to the model's input (turned upright, "
+        "transparency shown on white, converted to grey, resized, ...); empty when nothing was"))
     took_ms: float = Field(description="server time for decoding, encoding and searching")
 
 
