@@ -151,3 +151,19 @@ def test_search_notices_a_query_image_changed_to_fit(digits_run, tmp_path, capsy
     assert answer["notes"] == ["converted colour to grey", "resized from 40x30 to 8x8 px (w x h)"]
     assert len(answer["results"]) == 3
     assert "note: " in out.err and "resized from 40x30 to 8x8" in out.err
+
+
+def test_index_build_over_a_built_index_says_so_and_refuses_other_options(digits_run, tmp_path, capsys):
+    from hashret.cli import main
+
+    ix = str(tmp_path / "ix")
+    assert main(["index", "build", str(digits_run), "--out", ix, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["index", "build", str(digits_run), "--out", ix, "--quiet"]) == 0
+    assert "already built: 1438 items" in capsys.readouterr().out
+    assert main(["index", "build", str(digits_run), "--out", ix, "--backend", "faiss-flat", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend popcount (asked: faiss-flat)" in err and "--overwrite" in err
+    assert main(["index", "build", str(digits_run), "--out", ix, "--backend", "faiss-flat", "--overwrite",
+                 "--quiet"]) == 0
+    assert "backend faiss-flat" in capsys.readouterr().out

@@ -151,10 +151,18 @@ def _search_index(a: argparse.Namespace) -> int:
 
 
 def _index_build(a: argparse.Namespace) -> int:
-    from hashret.indexing import DEFAULT_BACKEND, build_index, run_image_shape
+    from hashret.indexing import build_index, existing_build, run_image_shape
     from hashret.run import load_run_dataset, open_run
 
     run = open_run(a.run_dir)
+    prev = None if a.overwrite else existing_build(a.out, backend=a.backend, feature_storage=a.features,
+                                                   pca_dim=a.pca_dim)
+    complete = bool(prev) and prev.get("done") == prev.get("total")
+    if complete and a.data_dir is None and prev.get("split") == a.split \
+            and prev.get("model_sha256") == run.model_sha256:
+        print(f"{a.out} is already built: {prev['done']} items of the {a.split} split by this model; nothing "
+              "to do (--overwrite rebuilds it; `hashret index add` adds images)")
+        return 0
     data = load_run_dataset(run, a.data_dir, a.cache_dir)
     splits = {"train": [data.train], "test": [data.test], "all": [data.train, data.test]}[a.split]
     images = splits[0] if len(splits) == 1 else _concat(splits)
@@ -164,7 +172,7 @@ def _index_build(a: argparse.Namespace) -> int:
     encodings = _reusable_encodings(run, a.split, data.source, len(images))
     store = build_index(run, a.out, images, collection=data.source, split=a.split,
                         batch_size=a.batch_size, feature_storage=a.features, pca_dim=a.pca_dim,
-                        backend=a.backend or DEFAULT_BACKEND, thumbnails=a.thumbnails, encodings=encodings,
+                        backend=a.backend, thumbnails=a.thumbnails, encodings=encodings,
                         overwrite=a.overwrite, progress=not a.quiet)
     with store:
         info = store.info()
@@ -521,7 +529,7 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
     p.add_argument("--split", default="train", choices=["train", "test", "all"],
                    help="which part of the run's dataset to index (default train: the database)")
     p.add_argument("--backend", default=None, help="Hamming search backend (hashret.index.list_indexes())")
-    p.add_argument("--features", default="float16", choices=["float16", "float32", "pca"],
+    p.add_argument("--features", choices=["float16", "float32", "pca"],
                    help="how the re-rank features are stored (default float16)")
     p.add_argument("--pca-dim", type=int, help="stored dimension with --features pca")
     p.add_argument("--batch-size", type=int, default=2048, help="images per commit")

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from hashret.data import ImageArray, read_image
 from hashret.data.image import BadImageError
 from hashret.encode import encode_images
-from hashret.index.manifest import FileEntry, file_sha256
+from hashret.index.manifest import MANIFEST_FILE, FileEntry, file_sha256
 from hashret.index.metadata import ItemMeta
 from hashret.index.store import MODEL_FILE, IndexStore
 from hashret.run import Run
@@ -107,9 +107,32 @@ def _png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def existing_build(out: str | Path, *, backend: str | None = None, feature_storage: str | None = None,
+                   pca_dim: int | None = None) -> dict[str, Any] | None:
+    """The build record of the index at ``out`` (``{collection, split, total, done, model_sha256}``),
+    or None where ``out`` holds no index; the options given (not None) must be the index's own.
+
+    Raises:
+        ValueError: an option differs from what the index was built with (named, with the fix).
+    """
+    out = Path(out)
+    if not (out / MANIFEST_FILE).exists():
+        return None
+    with IndexStore.open(out) as store:
+        m = store.manifest
+        differ = [f"--{flag} {have} (asked: {want})" for flag, have, want in (
+            ("backend", m.backend, backend), ("features", m.feature_storage, feature_storage),
+            ("pca-dim", m.stored_dim if m.feature_storage == "pca" else None, pca_dim))
+            if want is not None and want != have]
+        if differ:
+            raise ValueError(f"{out} is already an index built with {'; '.join(differ)}: pass --overwrite "
+                             "to rebuild it with the new options, or choose another --out")
+        return dict(m.build or {})
+
+
 def build_index(run: Run, out: str | Path, images: ImageArray, *, collection: str, split: str,
-                batch_size: int = 2048, feature_storage: str = "float16", pca_dim: int | None = None,
-                backend: str = DEFAULT_BACKEND, thumbnails: bool | None = None,
+                batch_size: int = 2048, feature_storage: str | None = None, pca_dim: int | None = None,
+                backend: str | None = None, thumbnails: bool | None = None,
                 encodings: Any = None, overwrite: bool = False, progress: bool = False) -> IndexStore:
     """Index a labelled image collection with a run's model, one commit per batch; resumable.
 
@@ -124,7 +147,8 @@ def build_index(run: Run, out: str | Path, images: ImageArray, *, collection: st
         collection: where the images came from (recorded), e.g. the dataset path.
         split: which split of the collection (recorded).
         batch_size: images per commit.
-        feature_storage, pca_dim, backend: see :meth:`IndexStore.create`.
+        feature_storage, pca_dim, backend: see :meth:`IndexStore.create` (default ``"float16"`` and
+            :data:`DEFAULT_BACKEND`); continuing a build, they must be the index's (or None).
         thumbnails: keep a PNG copy of each image in the metadata (default: when the images
             are at most 64 px, i.e. cheaper than keeping the source around).
         encodings: an :class:`hashret.encodings.EncodedSet` of exactly these images by this
@@ -144,7 +168,8 @@ def build_index(run: Run, out: str | Path, images: ImageArray, *, collection: st
               "model_sha256": run.model_sha256}
     if thumbnails is None:
         thumbnails = max(h, w) <= THUMBNAIL_MAX_SIDE
-    if (out / "manifest.json").exists() and not overwrite:
+    if (out / MANIFEST_FILE).exists() and not overwrite:
+        existing_build(out, backend=backend, feature_storage=feature_storage, pca_dim=pca_dim)
         store = IndexStore.open(out, writable=True)
         prev = store.manifest.build or {}
         same = {k: prev.get(k) for k in ("collection", "split", "total", "model_sha256")} == {
@@ -158,7 +183,8 @@ def build_index(run: Run, out: str | Path, images: ImageArray, *, collection: st
         record["done"] = int(prev.get("done", 0))
     else:
         store = IndexStore.create(out, bits=run.model_config.bits, feature_dim=_feature_dim(run, encodings),
-                                  feature_storage=feature_storage, pca_dim=pca_dim, backend=backend,
+                                  feature_storage=feature_storage or "float16", pca_dim=pca_dim,
+                                  backend=backend or DEFAULT_BACKEND,
                                   model=model_identity(run, (h, w, c)),
                                   model_file=run.run_dir / "model.safetensors", overwrite=overwrite)
     start = record["done"]
