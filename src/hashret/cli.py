@@ -130,9 +130,13 @@ def _print_search_json(a: argparse.Namespace, notes: list[str], hits: list[dict]
 
 
 def _search_index(a: argparse.Namespace) -> int:
+    from hashret.index.popcount import search_kernels_cached
     from hashret.index.store import IndexStore
     from hashret.indexing import describe_results, load_index_model, search_by_images
 
+    if not search_kernels_cached():
+        print("compiling the search kernels (first search after installing only; about a minute)...",
+              file=sys.stderr)
     with IndexStore.open(a.run_dir) as store:
         model = load_index_model(store)
         notes: list[str] = []

@@ -135,3 +135,23 @@ def test_codes_are_stored_as_zero_padded_words(random_codes, rng):
     assert not as_bytes[:, 13:].any()
     db[0] = 0  # the index keeps its own copy
     assert as_bytes[0, :13].any()
+
+
+def test_search_kernels_cached_follows_numba_cache_files(tmp_path, monkeypatch):
+    """The 'compiling the search kernels' notice appears exactly when an index file is missing."""
+    from hashret.index import _popcount_kernels
+    from hashret.index.popcount import search_kernels_cached
+
+    index = PopcountIndex(64)
+    index.add(np.zeros((3, 8), np.uint8))
+    index.search(np.zeros((1, 8), np.uint8), 1)
+    index.range_search(np.zeros((1, 8), np.uint8), 0)
+    from hashret.index import _distance_kernels
+
+    rows, out, which = np.zeros((2, 4), np.float32), np.zeros(2, np.float32), np.arange(2, dtype=np.int64)
+    _distance_kernels.squared_l2_f32(rows, which, rows[0], out)
+    _distance_kernels.squared_l2_f16(rows.astype(np.float16).view(np.uint16), which, rows[0], out)
+    assert search_kernels_cached()
+    cache = _popcount_kernels.top_k._cache._cache_file
+    monkeypatch.setattr(cache, "_index_path", str(tmp_path / "missing.nbi"))
+    assert not search_kernels_cached()

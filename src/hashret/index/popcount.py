@@ -155,3 +155,22 @@ class _threads:
     def __exit__(self, *exc: object) -> None:
         self.numba.set_parallel_chunksize(self.previous_chunksize)
         self.numba.set_num_threads(self.previous)
+
+
+def search_kernels_cached() -> bool:
+    """Whether numba's on-disk cache already holds the compiled search kernels (Hamming top-k and
+    range scans, float re-rank distances). When not, the first search compiles them: about a
+    minute on 2 cores, once per install (and per code width)."""
+    import os
+
+    from hashret.index import _distance_kernels, _popcount_kernels
+
+    for module in (_popcount_kernels, _distance_kernels):
+        for kernel in vars(module).values():
+            if getattr(kernel, "targetoptions", {}).get("inline") == "always":
+                continue  # compiled into the kernels that call it
+            cache_file = getattr(getattr(kernel, "_cache", None), "_cache_file", None)
+            index = getattr(cache_file, "_index_path", None)
+            if index is not None and not os.path.exists(index):
+                return False
+    return True

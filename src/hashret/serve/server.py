@@ -16,6 +16,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from hashret.index.popcount import search_kernels_cached
 from hashret.index.store import IndexLockedError, IndexStore
 from hashret.indexing import load_index_model
 from hashret.serve.limits import ServeLimits
@@ -137,6 +138,9 @@ def serve(index_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAUL
     try:
         model = load_index_model(store)
         app = create_app(store, model, limits=limits, access=access, sources=sources)
+        if not search_kernels_cached():
+            print("compiling the search kernels (first start after installing only; about a minute)...",
+                  flush=True)
         seconds = app.state.retriever.warm_up()
         config = uvicorn_config(app, host=host, port=port, log_level=log_level)
         mode = "writable with the write key" if writable else "read-only"
