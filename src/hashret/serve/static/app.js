@@ -148,6 +148,9 @@ async function search(query) {
     $("status").textContent = `${data.results.length} results by ${how} in ${data.took_ms.toFixed(1)} ms`;
     if (query.id !== undefined) history.replaceState(null, "", `#id=${query.id}`);
   } catch (e) {
+    // the results of an earlier query under this error would read as this query's answer
+    $("results").replaceChildren();
+    $("query").hidden = true;
     $("status").textContent = "";
     showError(e.message);
   } finally {
