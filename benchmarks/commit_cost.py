@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -153,7 +154,7 @@ def main() -> None:
         "",
         f"{cpu_name()}, {os.cpu_count()} CPUs (shared), load average "
         f"{', '.join(f'{x:.2f}' for x in out['loadavg'])} at the end, {out['date']}. "
-        "`python benchmarks/commit_cost.py`",
+        f"`python benchmarks/commit_cost.py{' ' if sys.argv[1:] else ''}{' '.join(sys.argv[1:])}`",
         "",
         "Synthetic items: 64-bit codes, 32-d float16 features, a 40-character source, a 300-byte "
         "thumbnail and a file SHA-256 each. Commit = one `add` of "
