@@ -18,7 +18,7 @@ from hashret.data import DatasetSplits, ImageArray, load_dataset, read_image
 from hashret.device import resolve_device, resolve_precision
 from hashret.encode import encode_images
 from hashret.encodings import EncodedSet, load_encoded, save_encoded
-from hashret.eval import evaluate_codes, get_protocol, plot_precision_at_k, write_report
+from hashret.eval import evaluate_codes, get_protocol, ideal_precision_at_k, plot_precision_at_k, write_report
 from hashret.index import FlatIndex
 from hashret.io import read_json
 from hashret.models import ModelConfig
@@ -155,7 +155,8 @@ def evaluate_run(run: Run, *, k: int = 1000, protocol: str | None = None,
     pk = results["precision@k"]
     plot_precision_at_k({f"{run.model_config.method} {run.model_config.bits} bits": pk},
                         run.run_dir / PLOT_FILE,
-                        title=f"precision@k, {proto.name} ({len(q)} queries, {len(db)} database)")
+                        title=f"precision@k, {proto.name} ({len(q)} queries, {len(db)} database)",
+                        ideal=ideal_precision_at_k(q.labels, db.labels, range(1, len(pk) + 1)))
     return results
 
 

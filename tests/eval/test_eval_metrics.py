@@ -7,6 +7,7 @@ from hashret.codes import pack
 from hashret.eval import (
     average_precision_at_k,
     hamming_ranking,
+    ideal_precision_at_k,
     mean_average_precision,
     precision_at_k,
     precision_within_radius,
@@ -137,3 +138,27 @@ def test_precision_within_radius_errors(hand_set):
         precision_within_radius(q, ql[:2], db, dl)
     with pytest.raises(ValueError, match="at least one query"):
         precision_within_radius(q[:0], ql[:0], db, dl)
+
+
+def test_ideal_precision_at_k_by_hand():
+    db = np.array([0, 0, 0, 1, 1, 2])
+    # query 0 has 3 relevant items, query 1 has 2, a query of an absent class 0
+    got = ideal_precision_at_k(np.array([0, 1, 3]), db, [1, 2, 3, 4, 6])
+    np.testing.assert_allclose(got, [2 / 3, 2 / 3, 5 / 9, 5 / 12, 5 / 18])
+    # balanced (2 per class): min(1, 2 / k)
+    np.testing.assert_allclose(ideal_precision_at_k(np.array([0, 1]), np.array([0, 1, 1, 0]), [1, 2, 3, 4]),
+                               [1, 1, 2 / 3, 1 / 2])
+    # multi-label: 2 items share a label with query 0, 1 with query 1
+    ml = ideal_precision_at_k(np.array([[1, 0], [0, 1]]), np.array([[1, 1], [1, 0], [0, 0]]), [1, 2, 3])
+    np.testing.assert_allclose(ml, [1, 3 / 4, 1 / 2])
+
+
+def test_ideal_precision_is_a_perfect_rankings_precision():
+    rng = np.random.default_rng(0)
+    ql, dl = rng.integers(0, 4, 7), rng.integers(0, 4, 30)
+    rel = ql[:, None] == dl[None, :]
+    perfect = np.sort(rel, axis=1)[:, ::-1]  # every relevant item first
+    ks = list(range(1, 31))
+    np.testing.assert_allclose(ideal_precision_at_k(ql, dl, ks), precision_at_k(perfect, ks))
+    with pytest.raises(ValueError, match="out of range"):
+        ideal_precision_at_k(ql, dl, [31])

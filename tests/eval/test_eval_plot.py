@@ -32,3 +32,11 @@ def test_errors(tmp_path: Path):
     with pytest.raises(ValueError, match="empty"):
         plot_precision_at_k({"a": []}, tmp_path / "x.png", title="t")
     assert not list(tmp_path.iterdir())
+
+
+def test_ideal_curve(tmp_path: Path):
+    out = plot_precision_at_k({"48 bits": [1.0, 0.9, 0.6, 0.4]}, tmp_path / "pk.png", title="t",
+                              ideal=[1.0, 1.0, 2 / 3, 1 / 2])
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    with pytest.raises(ValueError, match="ideal has 2 points"):
+        plot_precision_at_k({"a": [0.1, 0.2, 0.3]}, tmp_path / "x.png", title="t", ideal=[1.0, 1.0])

@@ -2,6 +2,7 @@
 
 from hashret.eval.metrics import (
     average_precision_at_k,
+    ideal_precision_at_k,
     mean_average_precision,
     precision_at_k,
     precision_within_radius,
@@ -19,6 +20,7 @@ __all__ = [
     "format_table",
     "get_protocol",
     "hamming_ranking",
+    "ideal_precision_at_k",
     "mean_average_precision",
     "plot_precision_at_k",
     "precision_at_k",

@@ -93,6 +93,40 @@ def precision_at_k(rel: np.ndarray, ks: Iterable[int] | int) -> np.ndarray:
     return hits_at_k(r, k_arr) / (r.shape[0] * k_arr.astype(np.float64))
 
 
+def ideal_precision_at_k(
+    query_labels: np.ndarray, db_labels: np.ndarray, ks: Iterable[int] | int
+) -> np.ndarray:
+    """The best mean P@k any ranking can reach: every relevant item ranked first.
+
+    A query with ``R`` relevant database items scores ``min(R, k) / k``: 1 up to
+    ``k = R``, then ``R / k``. So on a balanced dataset (``n_class`` database items per
+    class) the curve is ``min(1, n_class / k)``: a real P@k curve that drops at the class
+    size follows this bound, it is not a fault of the codes. Queries with no relevant
+    item score 0 and stay in the mean, as in :func:`precision_at_k`.
+
+    Args:
+        query_labels: ``[q]`` class ids or ``[q, L]`` 0/1 multi-label matrix, ``q >= 1``.
+        db_labels: ``[n]`` class ids or ``[n, L]`` 0/1 multi-label matrix.
+        ks: list lengths, each in ``[1, n]``.
+
+    Returns:
+        ``float64[len(ks)]``, in the order of ``ks``.
+    """
+    ql, dl = check_labels(query_labels, db_labels, len(query_labels), len(db_labels))
+    if len(ql) == 0:
+        raise ValueError("query_labels is empty: P@k needs at least one query")
+    k_arr = check_ks(ks, len(dl))
+    if ql.ndim == 1:
+        classes, counts = np.unique(dl, return_counts=True)
+        pos = np.clip(np.searchsorted(classes, ql), 0, len(classes) - 1)
+        relevant = np.where(classes[pos] == ql, counts[pos], 0)  # int64[q]
+    else:
+        relevant = np.concatenate([relevance_matrix(ql[i:i + 1024], dl).sum(axis=1)
+                                   for i in range(0, len(ql), 1024)])
+    # [q, m] -> mean over queries
+    return (np.minimum(relevant[:, None], k_arr[None, :]) / k_arr[None, :]).mean(axis=0)
+
+
 def precision_within_radius(
     query_codes: np.ndarray,
     query_labels: np.ndarray,
