@@ -14,6 +14,7 @@ from hashret.index.store import IndexStore
 from hashret.io import read_json, write_json
 from hashret.run import encode_run, open_run
 from hashret.shards import (
+    EncodedShard,
     Shard,
     encode_shard,
     load_shards_milvus,
@@ -64,7 +65,7 @@ def test_a_finished_shard_is_skipped(sharded):
     run, _ = sharded
     folder = shards_dir(run.run_dir, "database") / Shard(1, 3).dirname
     before = (folder / "codes.npy").stat().st_mtime_ns
-    assert encode_shard(run, Shard(1, 3))["database"] == folder
+    assert encode_shard(run, Shard(1, 3))["database"] == EncodedShard(folder, skipped=True)
     assert (folder / "codes.npy").stat().st_mtime_ns == before
 
 
@@ -184,3 +185,16 @@ def test_cli_encode_shard_merge_and_load(sharded, tmp_path, capsys):
     assert "missing or unfinished (2/3)" in capsys.readouterr().err
     assert main(["encode", str(run.run_dir), "--shard", "3/3"]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_cli_says_when_a_shard_was_already_complete(digits_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(digits_run, run_dir, ignore=shutil.ignore_patterns("encodings"))
+    assert main(["encode", str(run_dir), "--shard", "3/4", "--quiet"]) == 0
+    names = ("database", "queries")
+    folder = {n: shards_dir(run_dir, n) / Shard(3, 4).dirname for n in names}
+    first = capsys.readouterr().out.splitlines()
+    assert first == [f"shard 3/4 of {n}: encoded -> {folder[n]}" for n in names]
+    assert main(["encode", str(run_dir), "--shard", "3/4", "--quiet"]) == 0
+    again = capsys.readouterr().out.splitlines()
+    assert again == [f"shard 3/4 of {n}: already complete, skipped ({folder[n]})" for n in names]

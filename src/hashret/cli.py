@@ -68,15 +68,17 @@ def _encode(a: argparse.Namespace) -> int:
             print(f"{name}: merged {enc.meta['merged_from']['shards']} shards, {len(enc)} items "
                   f"-> {Path(a.run_dir) / 'encodings' / name}")
         return 0
-    run = open_run(a.run_dir)
     if a.shard:
         from hashret.shards import Shard, encode_shard
 
-        folders = encode_shard(run, Shard.parse(a.shard), data_dir=a.data_dir, cache_dir=a.cache_dir,
-                               progress=not a.quiet)
-        for name, folder in folders.items():
-            print(f"{name}: shard {a.shard} -> {folder}")
+        shard = Shard.parse(a.shard)  # before the model loads: a typo fails at once
+        done = encode_shard(open_run(a.run_dir), shard, data_dir=a.data_dir, cache_dir=a.cache_dir,
+                            progress=not a.quiet)
+        for name, d in done.items():
+            print(f"shard {shard} of {name}: already complete, skipped ({d.folder})" if d.skipped
+                  else f"shard {shard} of {name}: encoded -> {d.folder}")
         return 0
+    run = open_run(a.run_dir)
     out = encode_run(run, data_dir=a.data_dir, cache_dir=a.cache_dir, progress=not a.quiet)
     for name, enc in out.items():
         print(f"{name}: {len(enc)} items -> {run.encodings_dir(name)}")

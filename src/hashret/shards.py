@@ -110,17 +110,26 @@ def is_finished(folder: Path, model_sha256: str | None = None) -> bool:
     return model_sha256 is None or meta.get("model_sha256") == model_sha256
 
 
+@dataclass(frozen=True)
+class EncodedShard:
+    """What :func:`encode_shard` did for one split: ``folder`` holds the finished shard;
+    ``skipped``: it was finished before (by the same model) and left as it was."""
+
+    folder: Path
+    skipped: bool
+
+
 def encode_shard(run: Any, shard: Shard, *, data: Any = None, data_dir: str | None = None,
                  cache_dir: str | Path | None = None, progress: bool = False,
-                 root: str | Path | None = None) -> dict[str, Path]:
+                 root: str | Path | None = None) -> dict[str, EncodedShard]:
     """Encode shard ``shard`` of the run's database (training set) and queries (test set).
 
     Writes ``ROOT/<name>.shards/shard-i-of-n/`` for ``name`` in database, queries
     (``ROOT`` = ``RUN/encodings``). A shard already finished by the same model is left
-    as it is, so a worker that failed can simply run again.
+    as it is (``skipped``), so a worker that failed can simply run again.
 
     Returns:
-        ``{"database": folder, "queries": folder}``.
+        ``{"database": EncodedShard, "queries": EncodedShard}``.
     """
     from hashret.run import SPLITS, encode_collection, load_run_dataset
 
@@ -129,7 +138,7 @@ def encode_shard(run: Any, shard: Shard, *, data: Any = None, data_dir: str | No
         base = Path(root) / f"{name}.shards" if root is not None else shards_dir(run.run_dir, name)
         folder = base / shard.dirname
         if is_finished(folder, run.model_sha256):
-            out[name] = folder
+            out[name] = EncodedShard(folder, skipped=True)
             continue
         if data is None:
             data = load_run_dataset(run, data_dir, cache_dir)
@@ -139,7 +148,7 @@ def encode_shard(run: Any, shard: Shard, *, data: Any = None, data_dir: str | No
                                 progress=progress)
         enc = EncodedSet(enc.codes, enc.features, enc.labels, enc.ids,
                          enc.meta | {"run_dir": str(Path(run.run_dir).resolve())})
-        out[name] = write_shard(base, shard, len(images), enc)
+        out[name] = EncodedShard(write_shard(base, shard, len(images), enc), skipped=False)
     return out
 
 
