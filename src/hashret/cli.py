@@ -614,6 +614,20 @@ _AFTER_INTERRUPT = {
 }
 
 
+def _check_index_dir(a: argparse.Namespace) -> None:
+    """A training run given where an index directory goes: say how to build the index from it
+    (the store's own message would suggest building the index into the run directory)."""
+    if getattr(a, "index_dir", None) is None:
+        return
+    p = Path(a.index_dir)
+    is_run = (p / "config.json").is_file() and (p / "model.safetensors").is_file()
+    if not is_run or (p / "manifest.json").exists():
+        return
+    cmd = "serve" if a.command == "serve" else f"index {a.index_command}"
+    raise FileNotFoundError(f"{p} is a training run, not an index: build one with "
+                            f"`hashret index build {p} --out {p}-index`, then `hashret {cmd} {p}-index`")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -622,6 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("hashret: error: --k must be >= 1", file=sys.stderr)
         return 2
     try:
+        _check_index_dir(args)
         apply_threads(getattr(args, "threads", None))  # before torch loads: see hashret.threads
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -85,3 +85,14 @@ def test_serve_a_locked_index_with_a_write_key_says_to_drop_it(index_copy, captu
 def test_serve_a_missing_index_is_a_clear_error(tmp_path, captured, capsys):
     assert main(["serve", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err and not captured
+
+
+def test_a_run_directory_given_as_the_index_says_how_to_build_one(digits_run, captured, capsys):
+    assert main(["serve", str(digits_run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"hashret serve: error: {digits_run} is a training run, not an index: build one with "
+                   f"`hashret index build {digits_run} --out {digits_run}-index`, then "
+                   f"`hashret serve {digits_run}-index`")
+    assert not captured and not (digits_run / "manifest.json").exists()
+    assert main(["index", "info", str(digits_run)]) == 2
+    assert f"then `hashret index info {digits_run}-index`" in capsys.readouterr().err
