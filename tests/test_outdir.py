@@ -128,3 +128,14 @@ def test_train_overwrite_keeps_foreign_files(tmp_path, capsys):
     assert main([*argv, "--overwrite"]) == 0
     assert (out / "mine.txt").read_text() == "keep" and (out / "model.safetensors").exists()
     assert main(argv) == 2 and "already holds a run" in capsys.readouterr().err
+
+
+def test_index_build_refuses_a_folder_of_other_files(digits_run, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.jpg").write_bytes(b"jpg")
+    argv = ["index", "build", str(digits_run), "--out", str(photos), "--quiet"]
+    assert main(argv) == 2
+    assert "cat.jpg" in capsys.readouterr().err and _tree(photos) == ["cat.jpg"]
+    assert main([*argv, "--overwrite"]) == 0
+    assert (photos / "cat.jpg").read_bytes() == b"jpg" and marker_kind(photos) == "index"

@@ -70,10 +70,14 @@ from hashret.index.sqlite_image import (
     seal,
 )
 from hashret.io import to_jsonable
+from hashret.outdir import claim_dir
 from hashret.search import HierarchicalSearcher, SearchResult
 
 MODEL_FILE = "model.safetensors"
 LOCK_FILE = "write.lock"
+#: every name an index directory holds (what ``overwrite`` may replace; nothing else is touched)
+INDEX_ENTRIES = (MANIFEST_FILE, f"{METADATA_FILE}*", SEGMENT_DIR, MODEL_FILE, LOCK_FILE, "removed-*.npy",
+                 "pca-*.npy", "metadata-*.sums.npy", ".*.tmp")
 #: Verify every checksum at open when the index files total at most this many bytes.
 VERIFY_AUTO_BYTES = 64 << 20
 #: Merge the segments after the first one when there are more than this many.
@@ -139,7 +143,8 @@ class IndexStore:
         elif pca_dim is not None:
             raise ValueError("pca_dim is only used with feature_storage='pca'")
         check_int(feature_dim, "feature_dim", minimum=1)
-        root.mkdir(parents=True, exist_ok=True)
+        # a folder with anything but an index in it is refused (never written into, never emptied)
+        claim_dir(root, "index", INDEX_ENTRIES, overwrite=overwrite, replace=False)
         lock_fd = _lock(root)
         try:
             if overwrite:  # the manifest goes first: a crash from here on leaves no index
