@@ -198,3 +198,14 @@ def test_cli_says_when_a_shard_was_already_complete(digits_run, tmp_path, capsys
     assert main(["encode", str(run_dir), "--shard", "3/4", "--quiet"]) == 0
     again = capsys.readouterr().out.splitlines()
     assert again == [f"shard 3/4 of {n}: already complete, skipped ({folder[n]})" for n in names]
+
+
+def test_load_shards_names_the_milvus_option(sharded, tmp_path, capsys):
+    pytest.importorskip("pymilvus", reason="the milvus extra is not installed: pip install 'hashret[milvus]'")
+    run, _ = sharded
+    bad = tmp_path / "index.sqlite"
+    assert main(["index", "load-shards", str(shards_dir(run.run_dir, "database")), "--milvus", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"hashret index: error: --milvus {bad} is neither a server address (--milvus "
+                   "http://host:19530) nor an embedded database file: a Milvus Lite database is a file whose "
+                   "name ends in .db (--milvus FILE.db)")

@@ -138,7 +138,7 @@ def test_layout_errors(tmp_path, make_tree, build):
 
 def test_bad_options(flat_tree):
     root, _ = flat_tree
-    with pytest.raises(ValueError, match="on_bad_image"):
+    with pytest.raises(ValueError, match="--on-bad-image"):
         read(root, on_bad_image="ignore")
     with pytest.raises(ValueError, match="test_fraction"):
         read(root, test_fraction=1.0)

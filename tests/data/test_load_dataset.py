@@ -63,5 +63,5 @@ def test_folder_options(flat_tree):
     d = load_dataset("folder", root, size=6, seed=1, test_fraction=0.5, cache_dir=False)
     assert d.train.images.shape[1:] == (6, 6, 3)
     assert sorted(np.bincount(d.test.labels).tolist()) == [2, 2, 2]
-    with pytest.raises(ValueError, match="on_bad_image"):
+    with pytest.raises(ValueError, match="--on-bad-image must be error or skip"):
         load_dataset("folder", root, on_bad_image="maybe")

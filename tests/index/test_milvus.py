@@ -99,7 +99,7 @@ def test_remove_keeps_ids_and_exactness(uri, tied_codes):
 
 def test_other_code_length_unknown_collection_and_bad_uri(uri, random_codes, rng, tmp_path):
     MilvusIndex(32, uri=uri, collection="len32", overwrite=True).add(random_codes(rng, 10, 32))
-    with pytest.raises(ValueError, match="holds 32-bit codes, this index is 64-bit: open it with bits=32"):
+    with pytest.raises(ValueError, match="holds 32-bit codes, this index is 64-bit: choose another"):
         MilvusIndex(64, uri=uri, collection="len32")
     MilvusIndex(32, uri=uri, collection="feat8", feature_dim=8, overwrite=True)
     with pytest.raises(ValueError, match="features of dimension 8, not 16"):

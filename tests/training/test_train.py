@@ -66,7 +66,7 @@ def test_resume_with_other_options_is_refused(tmp_path):
 def test_bad_options():
     with pytest.raises(ValueError, match="between 8 and 256"):
         TrainConfig(bits=300)
-    with pytest.raises(ValueError, match="val_fraction"):
+    with pytest.raises(ValueError, match="--val-fraction"):
         TrainConfig(val_fraction=0.9)
 
 

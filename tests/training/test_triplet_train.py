@@ -55,7 +55,7 @@ def test_every_model_method_has_its_training_parts():
 def test_bad_triplet_options():
     with pytest.raises(ValueError, match="mining"):
         TrainConfig(method="triplet", mining="hardest")
-    with pytest.raises(ValueError, match="images_per_class must be >= 2"):
+    with pytest.raises(ValueError, match="--images-per-class must be >= 2"):
         TrainConfig(method="triplet", images_per_class=1)
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown --method"):
         TrainConfig(method="dnnh")

@@ -57,7 +57,7 @@ def _layout_help() -> str:
     files = ", ".join((*TRAIN_BATCHES, TEST_BATCH, META_FILE))
     return (
         f"the CIFAR-10 python version is a folder {BATCH_DIR}/ with {files}; download and "
-        f"extract {CIFAR10_URL} (or call hashret.data.download_cifar10(folder)); an image "
+        f"extract {CIFAR10_URL} (`hashret download cifar10 --out DIR` does both); an image "
         "folder or .zip with train/<class>/ and test/<class>/ also works"
     )
 

@@ -35,12 +35,21 @@ from hashret.data.tree import (
 
 ON_BAD_IMAGE = ("error", "skip")
 
-LAYOUT_HELP = (
-    "expected an image folder ROOT/<class>/<image> (split into train and test by a seeded "
+
+def check_on_bad_image(value: str) -> str:
+    """``value`` if it is one of :data:`ON_BAD_IMAGE`, else a ValueError in CLI terms."""
+    if value not in ON_BAD_IMAGE:
+        raise ValueError(f"--on-bad-image must be error or skip, got {value!r}")
+    return value
+
+#: what an image folder is, as a noun phrase (for "expected ...", "--data-dir: ...")
+LAYOUT = (
+    "an image folder ROOT/<class>/<image> (split into train and test by a seeded "
     "stratified split) or ROOT/train/<class>/<image> + ROOT/test/<class>/<image>; ROOT may be "
     "a .zip of such a tree, optionally under one top-level folder; image files end in "
     + ", ".join(sorted(IMAGE_EXTENSIONS))
 )
+LAYOUT_HELP = "expected " + LAYOUT
 
 
 @dataclass(frozen=True)
@@ -135,8 +144,8 @@ def decode_tree(
             elif arr.shape != out.shape[1:]:
                 raise ValueError(
                     f"images differ in size: {name} is {arr.shape[1]}x{arr.shape[0]} (w x h) but "
-                    f"{first} is {out.shape[2]}x{out.shape[1]}; pass size=(h, w) "
-                    "(CLI: --image-size) to resize every image on reading"
+                    f"{first} is {out.shape[2]}x{out.shape[1]}; pass --image-size N to resize every "
+                    "image to N x N on reading"
                 )
             out[len(kept)] = arr
             kept.append(i)
@@ -218,8 +227,7 @@ def read_image_folder(
         ValueError: the layout is not recognised, there are no images, an image is unreadable
             (with ``on_bad_image="error"``), or sizes differ while ``size`` is None.
     """
-    if on_bad_image not in ON_BAD_IMAGE:
-        raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
+    check_on_bad_image(on_bad_image)
     hw = check_size(size)
     if not 0.0 < float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction}")

@@ -17,7 +17,7 @@ import numpy as np
 
 from hashret.data.arrays import DatasetSplits, ImageArray
 from hashret.data.cache import CacheDir, cached
-from hashret.data.folder import ON_BAD_IMAGE, decode_tree
+from hashret.data.folder import check_on_bad_image, decode_tree
 from hashret.data.image import check_size
 from hashret.data.tree import ImageTree
 
@@ -75,8 +75,7 @@ def read_listing(listing: Listing, *, name: str, size: int | tuple[int, int] | N
     Raises:
         ValueError: an unreadable image (``on_bad_image="error"``), or an empty split.
     """
-    if on_bad_image not in ON_BAD_IMAGE:
-        raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
+    check_on_bad_image(on_bad_image)
     hw = check_size(DEFAULT_SIZE if size is None else size)
     root = listing.images_dir.resolve()
     tree = ImageTree(root=root, is_zip=False, prefix="", paths=listing.paths,

@@ -46,7 +46,7 @@ def _layout_help() -> str:
     return (
         f"an MNIST folder holds the four IDX files {names}; download them from "
         f"http://yann.lecun.com/exdb/mnist/ or a mirror such as {MNIST_MIRRORS[0]} "
-        "(or call hashret.data.download_mnist(folder))"
+        "(`hashret download mnist --out DIR` fetches them)"
     )
 
 

@@ -11,7 +11,7 @@ from hashret.data.cifar import CIFAR10_URL, find_batch_dir, read_cifar10
 from hashret.data.cub import CUB_LAYOUT, read_cub200
 from hashret.data.digits import read_digits
 from hashret.data.dogs import DOGS_LAYOUT, read_dogs
-from hashret.data.folder import LAYOUT_HELP, ON_BAD_IMAGE, read_image_folder
+from hashret.data.folder import LAYOUT, check_on_bad_image, read_image_folder
 from hashret.data.mnist import MNIST_FILES, read_mnist
 
 DATASETS: tuple[str, ...] = ("digits", "mnist", "cifar10", "folder", "cub200", "dogs")
@@ -19,11 +19,11 @@ DATASETS: tuple[str, ...] = ("digits", "mnist", "cifar10", "folder", "cub200", "
 _EXPECTED = {
     "mnist": "a folder with the four MNIST IDX files "
     + ", ".join(f"{n}[.gz]" for pair in MNIST_FILES.values() for n in pair)
-    + " (from http://yann.lecun.com/exdb/mnist/ or a mirror; hashret.data.download_mnist)",
+    + " (`hashret download mnist --out DIR` fetches them)",
     "cifar10": "the cifar-10-batches-py folder of the python version (or its parent; from "
-    f"{CIFAR10_URL}, hashret.data.download_cifar10), or an image folder / .zip with "
+    f"{CIFAR10_URL}; `hashret download cifar10 --out DIR` fetches it), or an image folder / .zip with "
     "train/<class>/ and test/<class>/ such as cifar10-jpeg.zip",
-    "folder": LAYOUT_HELP,
+    "folder": LAYOUT,
     "cub200": CUB_LAYOUT,
     "dogs": DOGS_LAYOUT,
 }
@@ -40,8 +40,8 @@ def _load_cifar10(path: Path, **folder_options: object) -> DatasetSplits:
         return read_cifar10(path)
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
         raise ValueError(
-            f"{path} is a compressed archive: extract it (tar xzf {path.name}) or call "
-            "hashret.data.download_cifar10(folder), then pass the cifar-10-batches-py folder"
+            f"{path} is a compressed archive: extract it (tar xzf {path.name}) or run "
+            "`hashret download cifar10 --out DIR`, then pass the cifar-10-batches-py folder as --data-dir"
         )
     if path.is_file() or _has_split_folders(path):
         splits = read_image_folder(path, **folder_options)  # type: ignore[arg-type]
@@ -98,17 +98,13 @@ def load_dataset(
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
-    if on_bad_image not in ON_BAD_IMAGE:
-        raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
+    check_on_bad_image(on_bad_image)
     if name == "digits":
         if size is not None:
-            raise ValueError("the digits dataset is 8x8 as shipped: drop the image size option")
+            raise ValueError("the digits dataset is 8x8 as shipped: drop --image-size")
         return read_digits(seed=seed, test_fraction=test_fraction)
     if data_dir is None:
-        raise FileNotFoundError(
-            f"the {name} dataset needs its location: pass data_dir (CLI: --data-dir) pointing "
-            f"to {_EXPECTED[name]}"
-        )
+        raise FileNotFoundError(f"the {name} dataset needs --data-dir: {_EXPECTED[name]}")
     path = Path(data_dir).expanduser()
     if not path.exists():
         raise FileNotFoundError(
@@ -120,11 +116,11 @@ def load_dataset(
     )
     if name == "mnist":
         if size is not None:
-            raise ValueError("MNIST images are 28x28 as shipped: drop the image size option")
+            raise ValueError("MNIST images are 28x28 as shipped: drop --image-size")
         return read_mnist(path)
     if name == "cifar10":
         if size is not None and path.is_dir() and find_batch_dir(path) is not None:
-            raise ValueError("CIFAR-10 pickles are 32x32 as shipped: drop the image size option")
+            raise ValueError("CIFAR-10 pickles are 32x32 as shipped: drop --image-size")
         return _load_cifar10(path, **folder_options)
     if name == "cub200":
         return read_cub200(path, size=size, on_bad_image=on_bad_image, cache_dir=cache_dir)

@@ -33,7 +33,7 @@ class FeatureCodec:
 
     def __init__(self, storage: str, feature_dim: int, pca: np.ndarray | None = None) -> None:
         if storage not in FEATURE_STORAGE:
-            raise ValueError(f"feature_storage must be one of {', '.join(FEATURE_STORAGE)}, got {storage!r}")
+            raise ValueError(f"--features must be one of {', '.join(FEATURE_STORAGE)}, got {storage!r}")
         self.storage = storage
         self.feature_dim = int(feature_dim)
         self.pca = pca
@@ -58,7 +58,8 @@ class FeatureCodec:
         """
         x = np.asarray(features, dtype=np.float64)
         if not 1 <= dim <= self.feature_dim:
-            raise ValueError(f"pca_dim must be in [1, {self.feature_dim}] (the feature dimension), got {dim}")
+            raise ValueError(f"--pca-dim must be in [1, {self.feature_dim}] (the feature dimension), "
+                             f"got {dim}")
         if len(x) < dim:
             raise ValueError(
                 f"fitting a {dim}-dimensional PCA needs at least {dim} rows, the first batch has "
@@ -87,8 +88,7 @@ class FeatureCodec:
             out = np.ascontiguousarray(x, dtype=self.dtype)
         if self.dtype == np.float16 and not np.isfinite(out).all():
             raise ValueError(
-                "features exceed float16's range (|x| > 65504): store them as float32 "
-                "(feature_storage='float32', `--features float32`)"
+                "features exceed float16's range (|x| > 65504): store them as float32 (`--features float32`)"
             )
         return out
 

@@ -145,8 +145,8 @@ def connect(uri: str | None = None, token: str | None = None, *, timeout: float 
     if not remote:
         if not uri.endswith(".db"):
             raise ValueError(
-                f"uri {uri!r} is neither a server address (http://host:19530) nor an embedded "
-                "database file: a Milvus Lite database is a file whose name ends in .db, e.g. index.db"
+                f"--milvus {uri} is neither a server address (--milvus http://host:19530) nor an embedded "
+                "database file: a Milvus Lite database is a file whose name ends in .db (--milvus FILE.db)"
             )
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -157,7 +157,7 @@ def connect(uri: str | None = None, token: str | None = None, *, timeout: float 
             raise ImportError(
                 f"a local Milvus database ({uri}) needs the embedded engine milvus-lite 2.5 (and "
                 f"setuptools<81 for its pkg_resources import): {_INSTALL}; or connect to a server "
-                "with uri='http://host:19530'"
+                "with --milvus http://host:19530"
             ) from e
     try:
         client = pymilvus.MilvusClient(uri=uri, token=token or "", timeout=timeout)
@@ -166,7 +166,7 @@ def connect(uri: str | None = None, token: str | None = None, *, timeout: float 
         raise MilvusUnavailableError(
             f"cannot connect to {where} ({e.message}): check that the server runs and the URI and "
             "token are right (`docker compose up -d` with Milvus's standalone compose file starts "
-            "one on port 19530), or use a local file uri='index.db' for the embedded engine"
+            "one on port 19530), or use a local file (--milvus FILE.db) for the embedded engine"
         ) from e
     _clients[key] = client
     return client
@@ -230,7 +230,7 @@ class MilvusIndex(HammingIndex):
         name = f"hashret_tmp_{uuid.uuid4().hex[:16]}" if collection is None else str(collection)
         if not _NAME.match(name) or name == REGISTRY:
             raise ValueError(
-                f"collection name {name!r} is not valid in Milvus: use letters, digits and '_', "
+                f"--collection {name!r} is not valid in Milvus: use letters, digits and '_', "
                 f"starting with a letter or '_', at most 255 characters (and not {REGISTRY!r})"
             )
         self.collection = name
@@ -266,23 +266,22 @@ class MilvusIndex(HammingIndex):
         if record is None:
             raise ValueError(
                 f"Milvus collection {name!r} at {self.uri} was not made by hashret (no record in "
-                f"{REGISTRY!r}): choose another collection name, or pass overwrite=True to replace it"
+                f"{REGISTRY!r}): choose another --collection, or pass --overwrite to replace it"
             )
         if record["bits"] != self.bits:
             raise ValueError(
                 f"Milvus collection {name!r} holds {record['bits']}-bit codes, this index is "
-                f"{self.bits}-bit: open it with bits={record['bits']}, use another collection name, "
-                "or pass overwrite=True to replace it"
+                f"{self.bits}-bit: choose another --collection, or pass --overwrite to replace it"
             )
         if feature_dim is not None and record.get("feature_dim") != feature_dim:
             raise ValueError(
                 f"Milvus collection {name!r} stores features of dimension {record.get('feature_dim')}, "
-                f"not {feature_dim}: use another collection name or pass overwrite=True"
+                f"not {feature_dim}: choose another --collection, or pass --overwrite to replace it"
             )
         if record["state"] == "loading" and not loading:
             raise ValueError(
                 f"Milvus collection {name!r} is being bulk-loaded, or its load stopped part-way: "
-                "resume it with the same `hashret index load-shards` command, or drop it with overwrite=True"
+                "resume it with the same `hashret index load-shards` command, or replace it with --overwrite"
             )
 
     def _ensure_registry(self) -> None:

@@ -78,8 +78,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         )
         raise ValueError(
             f"checkpoint {path} was saved from another model ({detail}); "
-            "use the run directory that trained this model, or build the model from the "
-            "checkpoint with hashret.training.load_model()"
+            "use the run directory that trained this model"
         )
     model.load_state_dict(state)
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hashret.codes import check_bits
+from hashret.data.folder import check_on_bad_image
 from hashret.device import resolve_device, resolve_precision
 from hashret.losses.triplet import MINING
 from hashret.models import METHODS
@@ -102,26 +103,25 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_bits(self.bits)
         if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}: choose one of {', '.join(sorted(METHODS))}")
+            raise ValueError(f"unknown --method {self.method!r}: choose one of {', '.join(sorted(METHODS))}")
         if self.mining not in MINING:
-            raise ValueError(f"mining must be one of {', '.join(MINING)}, got {self.mining!r}")
+            raise ValueError(f"--mining must be one of {', '.join(MINING)}, got {self.mining!r}")
         if self.margin is not None and not self.margin > 0:
-            raise ValueError(f"margin must be a positive number of bits, got {self.margin}")
+            raise ValueError(f"--margin must be a positive number of bits, got {self.margin}")
         if not self.quant_weight >= 0:
-            raise ValueError(f"quant_weight must be >= 0, got {self.quant_weight}")
+            raise ValueError(f"--quant-weight must be >= 0, got {self.quant_weight}")
         for name in ("classes_per_batch", "images_per_class"):
             v = getattr(self, name)
             if v is not None and v < 2:
-                raise ValueError(f"{name} must be >= 2 (a triplet needs two classes and a "
-                                 f"positive pair), got {v}")
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 2 (a triplet needs two classes and "
+                                 f"a positive pair), got {v}")
         if not 0.0 <= self.val_fraction < 0.5:
-            raise ValueError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
+            raise ValueError(f"--val-fraction must be in [0, 0.5), got {self.val_fraction}")
         if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+            raise ValueError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
-        if self.on_bad_image not in ("error", "skip"):
-            raise ValueError("on_bad_image must be 'error' or 'skip'")
+            raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        check_on_bad_image(self.on_bad_image)
 
     def resolved(self, natural: bool) -> TrainConfig:
         """A copy with every ``None`` filled in from the recipe and dataset defaults."""
@@ -142,7 +142,7 @@ class TrainConfig:
             d["tta_flip"] = natural and d["flip"]
         for k in ("epochs", "batch_size", "patience"):
             if d[k] is not None and d[k] < 1:
-                raise ValueError(f"{k} must be >= 1, got {d[k]}")
+                raise ValueError(f"--{k.replace('_', '-')} must be >= 1, got {d[k]}")
         return TrainConfig(**d)
 
     def to_dict(self) -> dict[str, Any]:
