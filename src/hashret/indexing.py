@@ -10,7 +10,6 @@ augmentation; test-time flip and arithmetic as the model was trained).
 from __future__ import annotations
 
 import io
-import json
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,15 +19,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from hashret.data import ImageArray, read_image
+from hashret.data import ImageArray
 from hashret.data.image import BadImageError
-from hashret.encode import encode_images
+from hashret.encoder import Encoder
 from hashret.index.manifest import MANIFEST_FILE, FileEntry, file_sha256
 from hashret.index.metadata import ItemMeta
 from hashret.index.store import MODEL_FILE, IndexStore
 from hashret.run import Run
 from hashret.search import SearchResult
-from hashret.training.checkpoint import load_model
 
 #: The exact scan backend the CLI uses unless told otherwise.
 DEFAULT_BACKEND = "popcount"
@@ -36,49 +34,22 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 #: Keep a PNG copy of each image in the index when its sides are at most this (px).
 THUMBNAIL_MAX_SIDE = 64
 
-
-@dataclass
-class IndexModel:
-    """The model an index was built with, ready to encode query images."""
-
-    model: Any
-    bits: int
-    image_shape: tuple[int, int, int]
-    tta_flip: bool
-    precision: str
-    device: str
-    classes: tuple[str, ...]
-
-    def encode(self, images: np.ndarray, *, progress: bool = False):  # -> hashret.encode.Encoded
-        """Encode ``uint8[n, h, w, c]`` images as the index's database was encoded."""
-        return encode_images(self.model, images, tta_flip=self.tta_flip, device=self.device,
-                             precision=self.precision, progress=progress)
-
-    def read(self, path_or_bytes: str | Path | bytes, notes: list[str] | None = None) -> np.ndarray:
-        """Decode one image (file or bytes) to ``uint8[h, w, c]`` at the index's image shape;
-        ``notes`` gets what was changed to fit it (resized, converted to grey, ...)."""
-        h, w, c = self.image_shape
-        return read_image(path_or_bytes, channels=c, size=(h, w), notes=notes)
+#: the model an index was built with, ready to encode queries (the name before :class:`Encoder`)
+IndexModel = Encoder
 
 
 def model_identity(run: Run, image_shape: Sequence[int]) -> dict[str, Any]:
-    """What the manifest records about the run's model and how it encodes."""
-    return {
-        "sha256": run.model_sha256, "config": run.model_config.to_dict(),
-        "tta_flip": bool(run.train_config.tta_flip), "precision": run.precision,
-        "threshold": float(run.model.threshold), "image_shape": [int(s) for s in image_shape],
-        "run_dir": str(run.run_dir.resolve()),
-    }
+    """What the manifest records about the run's model and how it encodes (:meth:`Encoder.record`)."""
+    return run.encoder.record(run.run_dir / "model.safetensors") | {
+        "image_shape": [int(s) for s in image_shape], "run_dir": str(run.run_dir.resolve())}
 
 
 def run_image_shape(run: Run) -> tuple[int, int, int]:
     """``(h, w, c)`` of the images the run's model was trained on."""
-    shape = run.info.get("dataset", {}).get("image_shape") or (
-        *run.model_config.input_size, run.model_config.in_channels)
-    return tuple(int(s) for s in shape)  # type: ignore[return-value]
+    return run.image_shape
 
 
-def load_index_model(store: IndexStore, device: str = "cpu") -> IndexModel:
+def load_index_model(store: IndexStore, device: str = "cpu") -> Encoder:
     """Load the model copy of an index, after checking it is the one that made the codes.
 
     Raises:
@@ -92,11 +63,7 @@ def load_index_model(store: IndexStore, device: str = "cpu") -> IndexModel:
             "images yourself and call IndexStore.search with codes"
         )
     FileEntry(**m["file"]).check(store.root, checksum=True)
-    model, cfg = load_model(store.root / MODEL_FILE, device=device)
-    if m.get("config") and json.loads(json.dumps(cfg.to_dict())) != m["config"]:
-        raise ValueError(f"{store.root / MODEL_FILE} does not match the manifest's model: rebuild the index")
-    return IndexModel(model, cfg.bits, tuple(m["image_shape"]), bool(m.get("tta_flip")),
-                      str(m.get("precision", "fp32")), device, tuple(cfg.classes))
+    return Encoder.from_record(m, store.root / MODEL_FILE, device=device)
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -196,8 +163,7 @@ def build_index(run: Run, out: str | Path, images: ImageArray, *, collection: st
             if encodings is not None:
                 codes, feats = encodings.codes[lo:hi], encodings.features[lo:hi]
             else:
-                enc = encode_images(run.model, images.images[lo:hi], tta_flip=bool(run.train_config.tta_flip),
-                                    device=run.device, precision=run.precision)
+                enc = run.encoder.encode(images.images[lo:hi])
                 codes, feats = enc.codes, enc.features
             items = [
                 ItemMeta(str(images.ids[i]), int(images.labels[i]), classes[int(images.labels[i])],
@@ -257,7 +223,7 @@ class AddedFiles:
 
 def add_files(store: IndexStore, paths: Iterable[str | Path], *, label: str | None = None,
               on_bad_image: str = "error", batch_size: int = 512, thumbnails: bool | None = None,
-              model: IndexModel | None = None, allow_duplicates: bool = False,
+              model: Encoder | None = None, allow_duplicates: bool = False,
               progress: bool = False) -> AddedFiles:
     """Encode image files with the index's model and add them (one commit per batch).
 
@@ -315,7 +281,7 @@ def add_files(store: IndexStore, paths: Iterable[str | Path], *, label: str | No
 
 def add_image_files(store: IndexStore, paths: Iterable[str | Path], *, label: str | None = None,
                     on_bad_image: str = "error", batch_size: int = 512, thumbnails: bool | None = None,
-                    model: IndexModel | None = None, allow_duplicates: bool = False,
+                    model: Encoder | None = None, allow_duplicates: bool = False,
                     progress: bool = False) -> np.ndarray:
     """:func:`add_files`, returning only the new ids ``int64[m]`` (files already in the index
     are left out unless ``allow_duplicates``)."""
@@ -324,7 +290,7 @@ def add_image_files(store: IndexStore, paths: Iterable[str | Path], *, label: st
                      progress=progress).ids
 
 
-def search_by_images(store: IndexStore, model: IndexModel, images: np.ndarray, *, k: int = 10,
+def search_by_images(store: IndexStore, model: Encoder, images: np.ndarray, *, k: int = 10,
                      rerank: bool = False, candidates: int | None = None,
                      radius: int | None = None) -> list[SearchResult]:
     """Encode ``uint8[q, h, w, c]`` query images with the index's model and search."""
@@ -363,7 +329,7 @@ def thumbnail_png(image: np.ndarray, max_side: int = THUMBNAIL_SIDE) -> bytes:
     return buf.getvalue()
 
 
-def add_images(store: IndexStore, model: IndexModel, images: np.ndarray | Sequence[np.ndarray],
+def add_images(store: IndexStore, model: Encoder, images: np.ndarray | Sequence[np.ndarray],
                sources: Sequence[str], *, label: str | None = None,
                extra: Sequence[dict[str, Any]] | None = None,
                thumbnail_side: int | None = THUMBNAIL_SIDE) -> np.ndarray:

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from hashret.data import DatasetSplits, ImageArray, load_dataset, read_image
+from hashret.data import DatasetSplits, ImageArray, load_dataset
 from hashret.device import resolve_device, resolve_precision
-from hashret.encode import encode_images
+from hashret.encoder import Encoder
 from hashret.encodings import EncodedSet, load_encoded, save_encoded
 from hashret.eval import evaluate_codes, get_protocol, ideal_precision_at_k, plot_precision_at_k, write_report
 from hashret.index import FlatIndex
@@ -55,6 +55,19 @@ class Run:
         """The arithmetic the model was trained with, used again for encoding."""
         return resolve_precision(self.train_config.precision or "auto", self.device)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(h, w, c)`` of the images the model was trained on (what every image is decoded to)."""
+        shape = self.info.get("dataset", {}).get("image_shape") or (
+            *self.model_config.input_size, self.model_config.in_channels)
+        return tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+    @property
+    def encoder(self) -> Encoder:
+        """The run's model and how it encodes (the training arithmetic, flip averaging)."""
+        return Encoder(self.model, self.model_config.bits, self.image_shape, bool(self.train_config.tta_flip),
+                       self.precision, self.device, tuple(self.model_config.classes))
+
     def encodings_dir(self, name: str) -> Path:
         return self.run_dir / ENCODINGS_DIR / name
 
@@ -85,9 +98,7 @@ def load_run_dataset(run: Run, data_dir: str | None = None,
 def encode_collection(run: Run, images: ImageArray, *, split: str, source: str,
                       progress: bool = False, batch_size: int = 500) -> EncodedSet:
     """Encode an :class:`ImageArray` with the run's model (no training augmentation)."""
-    enc = encode_images(run.model, images.images, batch_size=batch_size,
-                        tta_flip=bool(run.train_config.tta_flip), progress=progress,
-                        device=run.device, precision=run.precision)
+    enc = run.encoder.encode(images.images, batch_size=batch_size, progress=progress)
     meta = {
         "bits": run.model_config.bits, "threshold": float(run.model.threshold),
         "feature_dim": int(enc.features.shape[1]), "model_sha256": run.model_sha256,
@@ -168,8 +179,7 @@ def search_images(run: Run, images: np.ndarray, *, k: int = 10,
     ties broken by database order.
     """
     db = database or load_run_encodings(run)["database"]
-    enc = encode_images(run.model, images, tta_flip=bool(run.train_config.tta_flip),
-                        device=run.device, precision=run.precision)
+    enc = run.encoder.encode(images)
     index = FlatIndex(run.model_config.bits)
     index.add(db.codes)
     dist, idx = index.search(enc.codes, k)
@@ -183,6 +193,4 @@ def search_images(run: Run, images: np.ndarray, *, k: int = 10,
 def read_query_image(run: Run, path: str | Path, notes: list[str] | None = None) -> np.ndarray:
     """Decode one image file for ``run``'s model: ``uint8[1, h, w, c]``; ``notes`` gets what was
     changed to fit it (:func:`hashret.data.image.image_to_array`)."""
-    h, w, c = run.info.get("dataset", {}).get("image_shape") or (
-        *run.model_config.input_size, run.model_config.in_channels)
-    return read_image(path, channels=c, size=(h, w), notes=notes)[None]
+    return run.encoder.read(path, notes)[None]
