@@ -1,11 +1,11 @@
 """How many CPU threads torch uses, chosen so that a shared machine does not collapse.
 
-torch's OpenMP threads spin while they wait for each other. When other jobs hold some of
-the cores, a thread that is not scheduled keeps the spinning ones waiting: on 2 shared
-cores the digits training took 72-83 s with torch's default (2 threads) against 7-8 s with
-one thread (``benchmarks/threads.py`` measures it). So, unless told otherwise, hashret
-1. asks OpenMP to wait passively (``OMP_WAIT_POLICY=PASSIVE``, before torch loads), and
-2. uses only the cores the load average leaves free, at least one.
+torch's OpenMP threads wait for each other at every parallel step. When other jobs hold some
+of the cores, a thread that is not scheduled keeps the others waiting: on 2 shared cores the
+10-epoch digits training took 25-73 s with torch's default (2 threads) against 5 s with one
+thread (``benchmarks/threads.py``, ``benchmarks/results/threads-cpu2.md``); passive OpenMP
+waiting (``OMP_WAIT_POLICY=PASSIVE``) did not help (33-57 s). So, unless told otherwise,
+hashret uses only the cores the load average leaves free, at least one.
 
 ``--threads N`` (or ``OMP_NUM_THREADS``) overrides the count; ``--threads 0`` is torch's
 own default (every core). Nothing here imports torch unless torch is already loaded.
@@ -63,13 +63,12 @@ def choose_threads(requested: int | None = None, *, cores: int | None = None,
 
 
 def apply_threads(requested: int | None = None) -> int:
-    """Set torch's thread count (and passive OpenMP waiting) for this process; return the count.
+    """Set torch's thread count for this process (:func:`choose_threads`); return the count.
 
-    Before torch is imported this sets the environment torch reads at start-up (the only
-    way the wait policy takes effect); after, it calls ``torch.set_num_threads``.
+    Before torch is imported this sets the environment torch reads at start-up; after, it
+    calls ``torch.set_num_threads``.
     """
     n = choose_threads(requested)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     else:
