@@ -63,3 +63,36 @@ def test_cifar10_archive_names_the_download_command(tmp_path, capsys):
 def test_training_options_are_named_as_flags(options, message, tmp_path, capsys):
     err = error_line(["train", "--dataset", "digits", "--out", str(tmp_path / "run"), *options], capsys)
     assert message in err
+
+
+def test_a_file_given_for_a_folder_is_not_called_missing(tmp_path, make_mnist, make_zip, build, capsys):
+    make_mnist(tmp_path / "mnist", gz=True)
+    zipped = make_zip(tmp_path / "mnist.zip", {"train-images-idx3-ubyte.gz": b"x"})
+    out = ["--out", str(tmp_path / "run")]
+    err = error_line(["train", "--dataset", "mnist", "--data-dir", str(zipped), *out], capsys)
+    assert err.startswith(f"hashret train: error: {zipped} is a file, not a folder; extract mnist.zip and "
+                          "pass the extracted folder: the folder holding the four MNIST IDX files")
+    assert "`hashret download mnist --out DIR` fetches them" in err and "does not exist" not in err
+    one = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"  # one of the files, not their folder
+    err = error_line(["train", "--dataset", "mnist", "--data-dir", str(one), *out], capsys)
+    assert err.endswith(f"{one} is a file, not a folder: pass the folder that holds it, "
+                        f"--data-dir {tmp_path / 'mnist'}")
+    (tmp_path / "notes.txt").write_text("hello")
+    for name in ("mnist", "cifar10", "folder", "cub200", "dogs"):
+        err = error_line(["train", "--dataset", name, "--data-dir", str(tmp_path / "notes.txt"), *out],
+                         capsys)
+        assert "notes.txt is a file, not a folder; --data-dir takes " in err
+
+
+def test_a_zip_is_a_valid_cifar10_and_folder_data_dir(tmp_path, make_zip, build, capsys):
+    from hashret.data import load_dataset
+
+    files = {f"{s}/{c}/{i}.png": build.solid(i, h=32, w=32) for s in ("train", "test") for c in "ab"
+             for i in range(2)}
+    zipped = make_zip(tmp_path / "pics.zip", files)
+    for name in ("cifar10", "folder"):
+        assert len(load_dataset(name, zipped, cache_dir=False).train) == 4
+    (tmp_path / "cut.zip").write_bytes(zipped.read_bytes()[:-100])
+    err = error_line(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cut.zip"), "--out",
+                      str(tmp_path / "run")], capsys)
+    assert "cut.zip is not a readable .zip archive" in err and "--data-dir" in err

@@ -169,6 +169,8 @@ def read_mnist(data_dir: str | Path) -> DatasetSplits:
         ValueError: a file is corrupt (wrong magic number, truncated, label count mismatch).
     """
     data_dir = Path(data_dir).expanduser()
+    if data_dir.is_file():
+        raise FileNotFoundError(f"{data_dir} is a file, not a folder: {_layout_help()}")
     if not data_dir.is_dir():
         raise FileNotFoundError(f"MNIST folder {data_dir} does not exist: {_layout_help()}")
     folder = _resolve_folder(data_dir)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from pathlib import Path
 
 from hashret.data.arrays import DatasetSplits
 from hashret.data.cache import CacheDir
-from hashret.data.cifar import CIFAR10_URL, find_batch_dir, read_cifar10
+from hashret.data.cifar import CIFAR10_URL, META_FILE, TEST_BATCH, TRAIN_BATCHES, find_batch_dir, read_cifar10
 from hashret.data.cub import CUB_LAYOUT, read_cub200
 from hashret.data.digits import read_digits
 from hashret.data.dogs import DOGS_LAYOUT, read_dogs
@@ -17,7 +18,7 @@ from hashret.data.mnist import MNIST_FILES, read_mnist
 DATASETS: tuple[str, ...] = ("digits", "mnist", "cifar10", "folder", "cub200", "dogs")
 
 _EXPECTED = {
-    "mnist": "a folder with the four MNIST IDX files "
+    "mnist": "the folder holding the four MNIST IDX files "
     + ", ".join(f"{n}[.gz]" for pair in MNIST_FILES.values() for n in pair)
     + " (`hashret download mnist --out DIR` fetches them)",
     "cifar10": "the cifar-10-batches-py folder of the python version (or its parent; from "
@@ -29,6 +30,37 @@ _EXPECTED = {
 }
 
 
+#: files a user may pass instead of the folder holding them
+_MEMBERS = {
+    "mnist": {n for pair in MNIST_FILES.values() for n in pair},
+    "cifar10": {*TRAIN_BATCHES, TEST_BATCH, META_FILE},
+}
+_ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+def _check_file(name: str, path: Path) -> None:
+    """``path`` is a file: fine for a .zip of an image folder (folder, cifar10); otherwise say
+    it is a file, not a folder, and what the dataset needs instead."""
+    archive = path.name.lower().endswith(_ARCHIVES)
+    if name in ("folder", "cifar10") and path.suffix.lower() == ".zip":
+        if zipfile.is_zipfile(path):
+            return
+        raise ValueError(f"{path} is not a readable .zip archive (damaged, cut short or not a zip): "
+                         "download it again, or pass the extracted image folder as --data-dir")
+    if name == "cifar10" and path.name.endswith((".tar.gz", ".tgz")):
+        raise ValueError(
+            f"{path} is a compressed archive: extract it (tar xzf {path.name}) or run "
+            "`hashret download cifar10 --out DIR`, then pass the cifar-10-batches-py folder as --data-dir"
+        )
+    if path.name.removesuffix(".gz") in _MEMBERS.get(name, ()):
+        fix = f": pass the folder that holds it, --data-dir {path.parent}"
+    elif archive:
+        fix = f"; extract {path.name} and pass the extracted folder: {_EXPECTED[name]}"
+    else:
+        fix = f"; --data-dir takes {_EXPECTED[name]}"
+    raise FileNotFoundError(f"{path} is a file, not a folder{fix}")
+
+
 def _has_split_folders(path: Path) -> bool:
     """``path/{train,test}/`` exist, or ``path/<one folder>/{train,test}/`` do."""
     candidates = [path, *(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))]
@@ -38,11 +70,6 @@ def _has_split_folders(path: Path) -> bool:
 def _load_cifar10(path: Path, **folder_options: object) -> DatasetSplits:
     if path.is_dir() and find_batch_dir(path) is not None:
         return read_cifar10(path)
-    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
-        raise ValueError(
-            f"{path} is a compressed archive: extract it (tar xzf {path.name}) or run "
-            "`hashret download cifar10 --out DIR`, then pass the cifar-10-batches-py folder as --data-dir"
-        )
     if path.is_file() or _has_split_folders(path):
         splits = read_image_folder(path, **folder_options)  # type: ignore[arg-type]
         return dataclasses.replace(splits, name="cifar10")
@@ -110,6 +137,8 @@ def load_dataset(
         raise FileNotFoundError(
             f"{name} data directory {path} does not exist: expected {_EXPECTED[name]}"
         )
+    if path.is_file():
+        _check_file(name, path)
     folder_options = dict(
         seed=seed, test_fraction=test_fraction, size=size, on_bad_image=on_bad_image,
         cache_dir=cache_dir,
