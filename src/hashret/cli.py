@@ -18,6 +18,7 @@ def _train(a: argparse.Namespace) -> int:
 
     fields = {f for f in TrainConfig.__dataclass_fields__ if hasattr(a, f)}
     cfg = TrainConfig(**{f: getattr(a, f) for f in fields})
+    _check_train_options(a)
     try:
         res = train(cfg, a.out, resume=a.resume, overwrite=a.overwrite, cache_dir=a.cache_dir,
                     progress=not a.quiet)
@@ -33,6 +34,34 @@ def _train(a: argparse.Namespace) -> int:
               f"(+{res.still_improving:.4f} per epoch): more --epochs would likely help "
               f"(this run: --epochs {res.train_config.epochs})", file=sys.stderr)
     return 0
+
+
+def _unused(option: str, why: str) -> None:
+    """One line on stderr: an option given that this command, as asked, does not use."""
+    print(f"warning: {option} {'were' if ',' in option else 'was'} not used: {why}", file=sys.stderr)
+
+
+def _check_train_options(a: argparse.Namespace) -> None:
+    """What can be checked before any data or model loads, so a typo does not cost a data load;
+    and the options given that the chosen dataset or method does not use."""
+    from hashret.device import resolve_device
+    from hashret.models import list_backbones
+
+    if a.dataset == "digits" and a.data_dir is not None:
+        _unused("--data-dir", "the digits dataset is bundled with scikit-learn")
+    if a.method != "triplet":
+        given = [f for f, v in (("--margin", a.margin), ("--classes-per-batch", a.classes_per_batch),
+                                ("--images-per-class", a.images_per_class)) if v is not None]
+        given += ["--mining"] * (a.mining != "all") + ["--quant-weight"] * (a.quant_weight != 0)
+        if given:
+            _unused(", ".join(given), f"{'they apply' if len(given) > 1 else 'it applies'} to "
+                                      f"--method triplet only (this run: --method {a.method})")
+    if a.backbone is not None and a.backbone not in list_backbones():
+        raise ValueError(f"unknown --backbone {a.backbone!r}: choose one of {', '.join(list_backbones())}")
+    resolve_device(a.device)  # --device cuda without a GPU fails here, not after loading the data
+    if a.pretrained not in (None, "torchvision") and not Path(a.pretrained).expanduser().is_file():
+        raise FileNotFoundError(f"--pretrained {a.pretrained} does not exist: pass torchvision's weight file "
+                                "for the backbone, or --pretrained without a path to download it")
 
 
 #: the validation statistics a method selects its epoch by, in words
@@ -64,6 +93,10 @@ def _encode(a: argparse.Namespace) -> int:
     if a.merge_shards:
         from hashret.shards import merge_run_shards
 
+        given = [o for o, v in (("--shard", a.shard), ("--data-dir", a.data_dir)) if v is not None]
+        if given:
+            _unused(", ".join(given), "--merge-shards joins the finished shards; it encodes nothing")
+
         for name, enc in merge_run_shards(a.run_dir).items():
             print(f"{name}: merged {enc.meta['merged_from']['shards']} shards, {len(enc)} items "
                   f"-> {Path(a.run_dir) / 'encodings' / name}")
@@ -93,6 +126,9 @@ def _evaluate(a: argparse.Namespace) -> int:
     if not run.encodings_dir("queries").joinpath("meta.json").exists():
         print("no encodings yet: encoding the database and queries first", file=sys.stderr)
         encode_run(run, data_dir=a.data_dir, cache_dir=a.cache_dir, progress=not a.quiet)
+    elif a.data_dir is not None:
+        _unused("--data-dir", f"{a.run_dir} already has encodings, evaluated as they are; to encode that "
+                              f"data first run `hashret encode {a.run_dir} --data-dir {a.data_dir}`")
     results = evaluate_run(run, k=a.k)
     if a.json:
         print(json.dumps(results, indent=2))
@@ -160,6 +196,7 @@ def _index_build(a: argparse.Namespace) -> int:
     from hashret.indexing import build_index, existing_build, run_image_shape
     from hashret.run import load_run_dataset, open_run
 
+    _check_features(a)
     run = open_run(a.run_dir)
     prev = None if a.overwrite else existing_build(a.out, backend=a.backend, feature_storage=a.features,
                                                    pca_dim=a.pca_dim)
@@ -185,6 +222,14 @@ def _index_build(a: argparse.Namespace) -> int:
     print(f"indexed {info['items']} items ({info['bits']} bits, features {info['feature_storage']}, "
           f"backend {info['backend']}) -> {a.out}")
     return 0
+
+
+def _check_features(a: argparse.Namespace) -> None:
+    """--features pca needs --pca-dim, which means nothing otherwise (checked before any loading)."""
+    if a.features == "pca" and a.pca_dim is None:
+        raise ValueError("--features pca needs --pca-dim N, the stored dimension (e.g. 64)")
+    if a.features not in ("pca", None) and a.pca_dim is not None:  # None: as the existing index (build)
+        _unused("--pca-dim", f"it applies to --features pca only (this index: --features {a.features})")
 
 
 def _concat(parts):  # noqa: ANN001, ANN202 - ImageArray list -> ImageArray
@@ -214,9 +259,20 @@ def _reusable_encodings(run, split: str, source: str, n: int):  # noqa: ANN001, 
 def _index_load_shards(a: argparse.Namespace) -> int:
     from hashret.shards import load_shards_milvus, load_shards_store, open_shards
 
-    shards = open_shards(a.shards_dir)
     if (a.out is None) == (a.milvus is None):
         raise ValueError("give --out INDEX_DIR (an index directory) or --milvus URI (a Milvus database)")
+    _check_features(a)
+    if a.milvus is not None:
+        given = [o for o, v in (("--backend", a.backend), ("--pca-dim", a.pca_dim)) if v is not None]
+        given += ["--features"] * (a.features != "float16")
+        if given:
+            _unused(", ".join(given), "Milvus stores float32 features and searches them itself (these "
+                                      "options are for an index directory, --out)")
+    else:
+        given = ["--token"] * (a.token is not None) + ["--collection"] * (a.collection != "hashret")
+        if given:
+            _unused(", ".join(given), "Milvus options: they apply with --milvus, not --out")
+    shards = open_shards(a.shards_dir)
     if a.milvus is not None:
         index = load_shards_milvus(shards, uri=a.milvus, token=a.token, collection=a.collection,
                                    overwrite=a.overwrite)
@@ -368,8 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a hashing model on a labelled image collection")
-    p.add_argument("--dataset", required=True,
-                   choices=["digits", "mnist", "cifar10", "folder", "cub200", "dogs"])
+    from hashret.data.registry import DATASETS  # light: numpy and Pillow, no torch
+
+    p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--data-dir", help="dataset location (MNIST IDX folder, CIFAR-10 pickles, "
                                       "image folder / .zip, CUB_200_2011 folder, Stanford Dogs "
                                       "folder; not needed for digits)")
@@ -527,6 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
+    from hashret.index import list_indexes  # light: the registry, no faiss or pymilvus yet
+
     idx = sub.add_parser("index", help="persistent index: build, add, remove, compact, info, repair")
     isub = idx.add_subparsers(dest="index_command", required=True)
     p = isub.add_parser("build", help="encode a run's dataset into an index directory (resumable)")
@@ -534,7 +593,8 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
     p.add_argument("--out", required=True, help="index directory to write")
     p.add_argument("--split", default="train", choices=["train", "test", "all"],
                    help="which part of the run's dataset to index (default train: the database)")
-    p.add_argument("--backend", default=None, help="Hamming search backend (hashret.index.list_indexes())")
+    p.add_argument("--backend", default=None, choices=list_indexes(),
+                   help="Hamming search backend (hashret.index.list_indexes())")
     p.add_argument("--features", choices=["float16", "float32", "pca"],
                    help="how the re-rank features are stored (default float16)")
     p.add_argument("--pca-dim", type=int, help="stored dimension with --features pca")
@@ -554,7 +614,8 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
                                                   "http://host:19530 (server / cluster)")
     p.add_argument("--collection", default="hashret", help="Milvus collection name (default hashret)")
     p.add_argument("--token", help="Milvus credentials, user:password or an API key")
-    p.add_argument("--backend", default=None, help="Hamming search backend of an index directory")
+    p.add_argument("--backend", default=None, choices=list_indexes(),
+                   help="Hamming search backend of an index directory")
     p.add_argument("--features", default="float16", choices=["float16", "float32", "pca"],
                    help="how an index directory stores the re-rank features (default float16)")
     p.add_argument("--pca-dim", type=int, help="stored dimension with --features pca")
