@@ -23,8 +23,11 @@ def _train(a: argparse.Namespace) -> int:
         res = train(cfg, a.out, resume=a.resume, overwrite=a.overwrite, cache_dir=a.cache_dir,
                     progress=not a.quiet)
     except KeyboardInterrupt:
-        _say_interrupted_training(Path(a.out), a.argv, a.resume)
+        if _is_main_rank():
+            _say_interrupted_training(Path(a.out), a.argv, a.resume)
         return 130
+    if not _is_main_rank():  # under torchrun: one summary, from the rank that wrote the run
+        return 0
     stat = _STAT_NAMES.get(get_training_method(res.model_config.method).select_by, "score")
     print(f"trained {res.model_config.method} ({res.model_config.backbone}, "
           f"{res.model_config.bits} bits) in {res.train_seconds:.1f}s; selected epoch {res.best_epoch} of "
@@ -34,6 +37,13 @@ def _train(a: argparse.Namespace) -> int:
               f"(+{res.still_improving:.4f} per epoch): more --epochs would likely help "
               f"(this run: --epochs {res.train_config.epochs})", file=sys.stderr)
     return 0
+
+
+def _is_main_rank() -> bool:
+    """Rank 0 of a ``torchrun`` job, or a single process."""
+    from hashret.training.distributed import world
+
+    return world().main
 
 
 def _unused(option: str, why: str) -> None:

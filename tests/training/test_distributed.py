@@ -55,6 +55,7 @@ def test_torchrun_two_processes_keep_weights_in_sync(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env=os.environ | {"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("trained dlbhc") == 1, proc.stdout  # the summary line from rank 0 only
     history = read_json(out / "history.json")
     assert [e["epoch"] for e in history["epochs"]] == [1, 2]
     for e in history["epochs"]:
