@@ -96,3 +96,12 @@ def test_a_zip_is_a_valid_cifar10_and_folder_data_dir(tmp_path, make_zip, build,
     err = error_line(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cut.zip"), "--out",
                       str(tmp_path / "run")], capsys)
     assert "cut.zip is not a readable .zip archive" in err and "--data-dir" in err
+
+
+def test_a_classes_txt_of_the_wrong_length_is_one_line(tmp_path, make_mnist, capsys):
+    make_mnist(tmp_path / "m", n_train=10, n_test=4)
+    (tmp_path / "m" / "classes.txt").write_text("\n".join("abcdefghi"))
+    err = error_line(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "m"), "--out",
+                      str(tmp_path / "run")], capsys)
+    assert err.endswith("classes.txt gives 9 class names but the labels run 0..9: give 10 names, one per "
+                        "label in label order")

@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from hashret.data import download_mnist, read_mnist
+from hashret.data import download_mnist, load_dataset, read_mnist
 from hashret.data.mnist import MNIST_FILES
 
 
@@ -124,3 +124,47 @@ def test_real_mnist(real_data_root):
     assert d.train.images.shape == (60000, 28, 28, 1)
     assert int(d.train.labels[0]) == 5
     assert np.bincount(d.test.labels).tolist()[:2] == [980, 1135]
+
+
+FASHION = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot")
+
+
+def test_class_names_from_classes_txt_and_from_the_caller(tmp_path, make_mnist):
+    folder = tmp_path / "fashion"
+    make_mnist(folder, n_train=10, n_test=4)  # labels 0..9
+    (folder / "classes.txt").write_text("\n".join(FASHION) + "\n\n")  # blank lines at the end are fine
+    d = read_mnist(folder)
+    assert d.classes == FASHION and d.test.classes == FASHION
+    assert d.classes[d.train.labels[3]] == "Dress"
+    given = tuple("abcdefghij")
+    assert load_dataset("mnist", folder, class_names=list(given)).classes == given  # the caller's win
+
+
+def test_wrong_class_names_are_clear_errors(tmp_path, make_mnist):
+    folder = tmp_path / "m"
+    make_mnist(folder, n_train=10, n_test=4)
+    (folder / "classes.txt").write_text("\n".join(FASHION[:9]))
+    with pytest.raises(ValueError, match=r"classes\.txt gives 9 class names but the labels run 0\.\.9: "
+                                         "give 10 names, one per label in label order"):
+        read_mnist(folder)
+    with pytest.raises(ValueError, match=r"--class-names gives 11 class names but the labels run 0\.\.9"):
+        read_mnist(folder, [*FASHION, "Hat"])
+    with pytest.raises(ValueError, match="--class-names: class name 'Bag' is given twice"):
+        read_mnist(folder, [*FASHION[:9], "Bag"])
+    (folder / "classes.txt").write_text("\n".join(FASHION[:4]) + "\n\n" + "\n".join(FASHION[5:]))
+    with pytest.raises(ValueError, match="classes.txt: the name of class 4 is empty"):
+        read_mnist(folder)
+    with pytest.raises(ValueError, match="--class-names names the labels of IDX files"):
+        load_dataset("digits", class_names=FASHION)
+
+
+def test_labels_past_9_need_names(tmp_path, make_mnist, build):
+    folder = tmp_path / "letters"
+    make_mnist(folder, n_train=12, n_test=4, gz=False)
+    labels = np.arange(12, dtype=np.uint8)  # 12 classes, as in an IDX dataset of letters
+    (folder / "train-labels-idx1-ubyte").write_bytes(build.idx_bytes(labels, 2049))
+    with pytest.raises(ValueError, match=r"holds label 11; MNIST labels are 0-9 .*classes\.txt"):
+        read_mnist(folder)
+    (folder / "classes.txt").write_text("\n".join("abcdefghijkl"))
+    d = read_mnist(folder)
+    assert d.classes == tuple("abcdefghijkl") and d.classes[d.train.labels[11]] == "l"

@@ -2,8 +2,10 @@
 
 The IDX format: a big-endian header, ``>u4`` magic 2051 for images followed by
 ``count, rows, cols`` (``>u4`` each), or magic 2049 for labels followed by ``count``;
-then the raw ``uint8`` payload. The same reader works for Fashion-MNIST and KMNIST, which
-use the same files (their class names are then the digits 0-9 too).
+then the raw ``uint8`` payload. The same reader works for Fashion-MNIST, KMNIST and other
+IDX datasets, which use the same files. Class names are the digits ``"0"`` .. ``"9"`` unless
+a ``classes.txt`` beside the files names them (one name per line, in label order) or the
+caller does (``class_names``, CLI ``--class-names a,b,c``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ MNIST_MIRRORS: tuple[str, ...] = (
 )
 
 CLASSES = tuple(str(d) for d in range(10))
+#: class names beside the IDX files: one per line, in label order
+CLASSES_FILE = "classes.txt"
 
 
 def _file_names() -> list[str]:
@@ -132,7 +136,29 @@ def read_idx(path: str | Path, magic: int) -> np.ndarray:
     return parse_idx(_read_bytes(path, path.suffix == ".gz"), magic, str(path))
 
 
-def _read_split(folder: Path, split: str) -> ImageArray:
+def check_class_names(names: Sequence[str], where: str) -> tuple[str, ...]:
+    """``names`` as a tuple of non-empty, distinct strings; ``where`` names their source in errors."""
+    names = tuple(str(n).strip() for n in names)
+    for i, n in enumerate(names):
+        if not n:
+            raise ValueError(f"{where}: the name of class {i} is empty: give one name per label, "
+                             "in label order")
+        if n in names[:i]:
+            raise ValueError(f"{where}: class name {n!r} is given twice (classes {names.index(n)} and {i}): "
+                             "names must differ")
+    return names
+
+
+def read_class_names(path: str | Path) -> tuple[str, ...]:
+    """A ``classes.txt``: one class name per line, in label order (blank lines at the end ignored)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return check_class_names(lines, str(path))
+
+
+def _read_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, Path]:
+    """``(images uint8[n, rows, cols], labels uint8[n], label file)`` of one split."""
     image_name, label_name = MNIST_FILES[split]
     image_path, label_path = _find(folder, image_name), _find(folder, label_name)
     assert image_path is not None and label_path is not None  # checked by read_mnist
@@ -143,30 +169,50 @@ def _read_split(folder: Path, split: str) -> ImageArray:
             f"label file does not match the images: {label_path} has {len(labels)} labels but "
             f"{image_path} has {len(images)} images; download both files again"
         )
-    if len(labels) and labels.max() >= len(CLASSES):
-        raise ValueError(
-            f"{label_path} holds label {int(labels.max())}; MNIST labels are 0-9"
-        )
+    return images, labels, label_path
+
+
+def _check_labels(splits: dict[str, tuple[np.ndarray, np.ndarray, Path]], classes: tuple[str, ...],
+                  named_by: str | None) -> None:
+    """Every label has a name; given names are exactly one per label ``0 .. max``."""
+    top = max(((int(lab.max()), path) for _, lab, path in splits.values() if len(lab)), default=(-1, Path()))
+    if named_by is None:
+        if top[0] >= len(classes):
+            raise ValueError(f"{top[1]} holds label {top[0]}; MNIST labels are 0-9 (another IDX dataset: "
+                             f"name its classes in {CLASSES_FILE} beside the files, one per line in label "
+                             "order)")
+    elif top[0] + 1 != len(classes):
+        raise ValueError(f"{named_by} gives {len(classes)} class names but the labels run 0..{top[0]}: give "
+                         f"{top[0] + 1} names, one per label in label order")
+
+
+def _array(images: np.ndarray, labels: np.ndarray, split: str, classes: tuple[str, ...]) -> ImageArray:
     return ImageArray(
         images=images[:, :, :, None],  # [n, rows, cols] -> [n, rows, cols, 1]
         labels=labels.astype(np.int64),
         ids=np.array([f"mnist/{split}/{i}" for i in range(len(labels))]),
-        classes=CLASSES,
+        classes=classes,
     )
 
 
-def read_mnist(data_dir: str | Path) -> DatasetSplits:
+def read_mnist(data_dir: str | Path, class_names: Sequence[str] | None = None) -> DatasetSplits:
     """Read MNIST from a folder with its four IDX files (each plain or ``.gz``).
+
+    Args:
+        data_dir: the folder (or its parent, in torchvision's ``MNIST/raw`` layout).
+        class_names: one name per label ``0 .. max``, in label order; ``None``: those of
+            :data:`CLASSES_FILE` beside the files, else ``"0"`` .. ``"9"``.
 
     Returns:
         ``DatasetSplits(name="mnist", natural=False)``: train ``uint8[60000, 28, 28, 1]``,
-        test ``uint8[10000, 28, 28, 1]``, classes ``("0", ..., "9")``, ids
+        test ``uint8[10000, 28, 28, 1]``, classes ``("0", ..., "9")`` (or as named), ids
         ``"mnist/train/<i>"`` and ``"mnist/test/<i>"``.
 
     Raises:
         FileNotFoundError: the folder or one of the files is missing (the message lists the
             expected files and where to download them).
-        ValueError: a file is corrupt (wrong magic number, truncated, label count mismatch).
+        ValueError: a file is corrupt (wrong magic number, truncated, label count mismatch), or
+            the class names are not one per label (or empty, or repeated).
     """
     data_dir = Path(data_dir).expanduser()
     if data_dir.is_file():
@@ -180,10 +226,18 @@ def read_mnist(data_dir: str | Path) -> DatasetSplits:
             f"{data_dir} lacks the MNIST file(s) {', '.join(missing)} (plain or .gz): "
             f"{_layout_help()}"
         )
+    named_by: str | None = None
+    classes = CLASSES
+    if class_names is not None:
+        named_by, classes = "--class-names", check_class_names(class_names, "--class-names")
+    elif (folder / CLASSES_FILE).is_file():
+        named_by, classes = str(folder / CLASSES_FILE), read_class_names(folder / CLASSES_FILE)
+    splits = {split: _read_split(folder, split) for split in MNIST_FILES}
+    _check_labels(splits, classes, named_by)
     return DatasetSplits(
         name="mnist",
-        train=_read_split(folder, "train"),
-        test=_read_split(folder, "test"),
+        train=_array(*splits["train"][:2], "train", classes),
+        test=_array(*splits["test"][:2], "test", classes),
         natural=False,
         source=str(folder.resolve()),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from hashret.data.arrays import DatasetSplits
@@ -89,6 +90,7 @@ def load_dataset(
     test_fraction: float = 0.2,
     on_bad_image: str = "error",
     size: int | tuple[int, int] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> DatasetSplits:
     """Load one of :data:`DATASETS` as a train (= retrieval database) / test (= queries) split.
 
@@ -115,6 +117,9 @@ def load_dataset(
         test_fraction: share of each class in the test set (digits, unsplit folders).
         on_bad_image: ``"error"`` or ``"skip"`` for unreadable images in a folder.
         size: resize images to ``(h, w)`` (or a square side); folders and fine-grained sets only.
+        class_names: names of the labels ``0 .. max`` of an IDX dataset (``"mnist"`` only; the
+            others are named by their folders or files); ``None``: ``classes.txt`` beside the
+            IDX files, else the digits.
 
     Returns:
         a :class:`DatasetSplits` whose ``name`` is ``name``.
@@ -126,6 +131,9 @@ def load_dataset(
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     check_on_bad_image(on_bad_image)
+    if class_names is not None and name != "mnist":
+        raise ValueError(f"--class-names names the labels of IDX files (--dataset mnist); {name} takes its "
+                         "class names from its own folders or files: drop --class-names")
     if name == "digits":
         if size is not None:
             raise ValueError("the digits dataset is 8x8 as shipped: drop --image-size")
@@ -146,7 +154,7 @@ def load_dataset(
     if name == "mnist":
         if size is not None:
             raise ValueError("MNIST images are 28x28 as shipped: drop --image-size")
-        return read_mnist(path)
+        return read_mnist(path, class_names)
     if name == "cifar10":
         if size is not None and path.is_dir() and find_batch_dir(path) is not None:
             raise ValueError("CIFAR-10 pickles are 32x32 as shipped: drop --image-size")
