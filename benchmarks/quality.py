@@ -3,6 +3,7 @@
     python benchmarks/quality.py --dataset mnist --data-dir ../shared/data/mnist
     python benchmarks/quality.py --dataset cifar10 \
         --data-dir ../shared/data/cifar10-jpeg/cifar10-jpeg.zip --bits 48 32 12 --epochs 13 10 10
+    python benchmarks/quality.py --dataset cifar10 --data-dir ... --recipe airbench94 --val-fraction 0.05
 
 Protocol (DLBHC): queries = the 10,000 test images, database = the whole training set
 (also the training data; 10% of it is held out from the gradient steps for model selection
@@ -10,6 +11,11 @@ by validation accuracy, never the test queries); mAP@1000 with AP@k normalised b
 relevant items found in the top k, Hamming ties broken by database order. Results go to
 ``benchmarks/results/quality-<dataset>-<machine>.{json,md}`` and a precision@k plot; the
 file is rewritten after every code length, so a stopped run keeps what it finished.
+
+Each row also records where the training time went (the epochs' batch-making, forward /
+backward / optimizer and validation seconds, from ``history.json``) and the test-time
+augmentations tried on the validation split alone (:func:`tta_on_validation`: its mAP and
+encoding seconds per 1,000 images with no TTA, mirror, and mirror + 1 px translation).
 """
 
 from __future__ import annotations
@@ -18,17 +24,26 @@ import argparse
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from _machine import cpu_name
 from _pipeline import train_encode_evaluate
 
 from hashret import __version__
 from hashret.data import load_dataset
+from hashret.encode import encode_images
 from hashret.eval import plot_precision_at_k
+from hashret.eval.protocol import Protocol, evaluate_codes
 from hashret.io import read_json, write_json
 from hashret.training import TrainConfig
+from hashret.training.loop import split_validation
+from hashret.training.recipes import RECIPES
+
+#: test-time augmentations compared on the validation split: name -> (tta_flip, tta_translate)
+TTA_LEVELS = {"none": (False, 0), "flip": (True, 0), "flip+translate1": (True, 1)}
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -90,6 +105,34 @@ def curve_label(r: dict) -> str:
     return f"{bits} bits, {recipe}, {epochs} ep, val {val:.0%}"
 
 
+def tta_on_validation(res, data) -> dict[str, dict[str, float]]:
+    """The selected model's validation mAP (even-numbered validation items query the odd ones,
+    as in training) and encoding seconds per 1,000 images at each of :data:`TTA_LEVELS`."""
+    cfg = res.train_config
+    _, val = split_validation(data.train, cfg.val_fraction, cfg.seed)
+    if len(val.labels) < 2:
+        return {}
+    out = {}
+    for name, (flip, shift) in TTA_LEVELS.items():
+        t0 = time.perf_counter()
+        enc = encode_images(res.model, val.images, tta_flip=flip, tta_translate=shift,
+                            device=cfg.device, precision=cfg.precision)
+        secs = time.perf_counter() - t0
+        y = np.asarray(val.labels)
+        rep = evaluate_codes(enc.codes[0::2], y[0::2], enc.codes[1::2], y[1::2], bits=res.model_config.bits,
+                             protocol=Protocol("validation", k=len(y)), pk_max=1, workers=1)
+        out[name] = {"val_map": round(float(rep["map"]), 4),
+                     "encode_s_per_1000": round(1000 * secs / len(y), 2)}
+    return out
+
+
+def time_split(history: list[dict]) -> dict[str, float]:
+    """Seconds of all epochs spent making batches, in the forward/backward/optimizer steps and
+    in validation (runs from before these fields give zeros)."""
+    return {k: round(sum(h.get(k, 0.0) for h in history), 1)
+            for k in ("data_seconds", "step_seconds", "val_seconds")}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True, choices=["mnist", "cifar10", "digits"])
@@ -97,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bits", type=int, nargs="+", default=[48, 32, 12])
     ap.add_argument("--epochs", type=int, nargs="+", help="one value, or one per --bits")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--recipe", default="sgd", choices=["sgd", "airbench"])
+    ap.add_argument("--recipe", default="sgd", choices=list(RECIPES))
     ap.add_argument("--runs", default="runs/bench", help="where the run directories go")
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--cache-dir")
@@ -139,11 +182,15 @@ def main(argv: list[str] | None = None) -> int:
             "n_queries": rep["n_queries"], "n_database": rep["n_database"], "recipe": a.recipe,
             "momentum": res.train_config.momentum, "weight_decay": res.train_config.weight_decay,
             "val_fraction": res.train_config.val_fraction,
+            "tta_translate": res.train_config.tta_translate,
+            "alternate_flip": res.train_config.alternate_flip,
+            "time_split": time_split(res.history), "tta_on_validation": tta_on_validation(res, data),
         }
         rows = sorted([*[r for r in rows if row_key(r) != row_key(row)], row], key=row_key)
         curves[curve_label(row)] = rep["precision@k"]
         print(f"   mAP@1000 {row['map@1000']:.4f}  mAP {row['map']:.4f}  "
-              f"train {row['train_seconds']:.0f}s  (val acc {row['val_acc']:.4f})", flush=True)
+              f"train {row['train_seconds']:.0f}s  (val acc {row['val_acc']:.4f}; "
+              f"time {row['time_split']}; TTA on validation {row['tta_on_validation']})", flush=True)
         write_json(stem.with_suffix(".json"), {
             "benchmark": "quality", "dataset": a.dataset, "source": data.source, "machine": m,
             "protocol": rep["protocol"], "rows": rows, "curves": curves,

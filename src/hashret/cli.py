@@ -467,9 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--recipe", default="sgd", choices=["sgd", "airbench"],
+    p.add_argument("--recipe", default="sgd", choices=["sgd", "airbench", "airbench94"],
                    help="optimisation recipe (hashret.training.recipes; airbench: the CIFAR-10 "
-                        "speed-record parametrisation)")
+                        "speed-record parametrisation; airbench94: that and the rest of "
+                        "airbench94.py's defaults: batch 1024, 10 epochs, convnet-airbench94, "
+                        "alternating flips, --tta-translate 1)")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training set held out for model selection")
     p.add_argument("--image-size", type=int, help="resize folder images to this size on reading")
@@ -483,6 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="horizontal-flip augmentation (default: on for natural images)")
     p.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None,
                    help="encode as the mean of image and mirror (default: with --flip)")
+    p.add_argument("--alternate-flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="mirror each training image every other epoch instead of at random "
+                        "(default: the recipe's; airbench94 on)")
+    p.add_argument("--tta-translate", type=int, metavar="PX",
+                   help="also encode as the mean over the image shifted PX pixels up-left and "
+                        "down-right, database and queries alike (default: the recipe's for natural "
+                        "images, airbench94 1; 0 off); 3x the encoding time of --tta-flip")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="train over an existing run")
     p.add_argument("--cache-dir")

@@ -34,6 +34,8 @@ class Encoder:
         precision: ``"fp32"`` or ``"bf16"`` (autocast, as trained).
         device: ``"cpu"``, ``"cuda"``...
         classes: the class names the model was trained on, in label order.
+        tta_translate: also average over the image shifted by this many pixels
+            (:func:`hashret.encode.tta_views`); 0: no shift.
     """
 
     model: Any
@@ -43,6 +45,7 @@ class Encoder:
     precision: str
     device: str
     classes: tuple[str, ...]
+    tta_translate: int = 0
 
     @property
     def threshold(self) -> float:
@@ -58,7 +61,8 @@ class Encoder:
         """Encode ``uint8[n, h, w, c]`` images (at :attr:`image_shape`) as the database was encoded:
         codes ``uint8[n, ceil(bits/8)]``, features ``float32[n, d]``, latent ``float32[n, bits]``."""
         return encode_images(self.model, images, batch_size=batch_size, tta_flip=self.tta_flip,
-                             device=self.device, precision=self.precision, progress=progress)
+                             device=self.device, precision=self.precision, progress=progress,
+                             tta_translate=self.tta_translate)
 
     def read(self, path_or_bytes: str | Path | bytes, notes: list[str] | None = None) -> np.ndarray:
         """Decode one image (file or bytes) to ``uint8[h, w, c]`` at :attr:`image_shape`;
@@ -71,7 +75,8 @@ class Encoder:
         SHA-256, the model config and how it encodes."""
         return {
             "sha256": file_sha256(model_file), "config": self.model.config.to_dict(),
-            "tta_flip": bool(self.tta_flip), "precision": self.precision,
+            "tta_flip": bool(self.tta_flip), "tta_translate": int(self.tta_translate),
+            "precision": self.precision,
             "threshold": self.threshold, "image_shape": [int(s) for s in self.image_shape],
         }
 
@@ -87,4 +92,5 @@ class Encoder:
             raise ValueError(f"{model_file} does not match the model the index recorded: rebuild the index "
                              "(`hashret index build RUN --out DIR --overwrite`)")
         return cls(model, cfg.bits, tuple(record["image_shape"]), bool(record.get("tta_flip")),  # type: ignore[arg-type]
-                   str(record.get("precision", "fp32")), device, tuple(cfg.classes))
+                   str(record.get("precision", "fp32")), device, tuple(cfg.classes),
+                   int(record.get("tta_translate", 0)))

@@ -66,7 +66,8 @@ class Run:
     def encoder(self) -> Encoder:
         """The run's model and how it encodes (the training arithmetic, flip averaging)."""
         return Encoder(self.model, self.model_config.bits, self.image_shape, bool(self.train_config.tta_flip),
-                       self.precision, self.device, tuple(self.model_config.classes))
+                       self.precision, self.device, tuple(self.model_config.classes),
+                       int(self.train_config.tta_translate or 0))
 
     def encodings_dir(self, name: str) -> Path:
         return self.run_dir / ENCODINGS_DIR / name
@@ -103,7 +104,7 @@ def encode_collection(run: Run, images: ImageArray, *, split: str, source: str,
         "bits": run.model_config.bits, "threshold": float(run.model.threshold),
         "feature_dim": int(enc.features.shape[1]), "model_sha256": run.model_sha256,
         "source": source, "split": split, "tta_flip": bool(run.train_config.tta_flip),
-        "precision": run.precision,
+        "tta_translate": int(run.train_config.tta_translate or 0), "precision": run.precision,
         "classes": list(images.classes),
     }
     return EncodedSet(enc.codes, enc.features.astype(np.float32),

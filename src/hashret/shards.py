@@ -44,7 +44,8 @@ from hashret.io import read_json
 
 _DIR = re.compile(r"^shard-(\d+)-of-(\d+)$")
 #: Meta fields every shard of a set must agree on.
-CONSISTENT = ("bits", "feature_dim", "model_sha256", "source", "split", "threshold", "tta_flip", "precision")
+CONSISTENT = ("bits", "feature_dim", "model_sha256", "source", "split", "threshold", "tta_flip", "precision",
+              "tta_translate")
 #: Rows per commit / insert request of a bulk load.
 LOAD_BATCH = 50_000
 

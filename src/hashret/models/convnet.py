@@ -5,6 +5,14 @@ The design follows the CIFAR-10 speed-record nets (hlb-CIFAR10, airbench): a 2x2
 then three conv groups (conv3x3 -> maxpool -> BatchNorm -> GELU -> conv3x3 ->
 BatchNorm -> GELU), a global max pool, and the pooled vector as the penultimate
 features (the role fc7 plays in DLBHC's AlexNet). Any input size >= 8 px works.
+
+``ConvNet(..., airbench94=True)`` is airbench94's net exactly (KellerJordan/cifar10-airbench,
+``airbench94.py``): BatchNorm ``eps=1e-12``, floor max pools (32 px: 31 -> 15 -> 7 -> 3, about
+15% less compute than the ceil pools' 16 -> 8 -> 4), the whitening patches not centred, and
+its ``1/9`` logit scale applied to the pooled features, so that the layer on them (DLBHC's
+latent layer, where airbench has its classifier) sees the scaled input: ``W (f / 9)`` has
+airbench's value and gradients; the code's threshold (the sign of the pre-activation) is
+unchanged by the scale.
 """
 
 from __future__ import annotations
@@ -21,13 +29,14 @@ class ConvGroup(nn.Module):
     ``float[n, cin, h, w] -> float[n, cout, ceil(h/2), ceil(w/2)]``.
     """
 
-    def __init__(self, cin: int, cout: int, bn_momentum: float = 0.4) -> None:
+    def __init__(self, cin: int, cout: int, bn_momentum: float = 0.4, *, bn_eps: float = 1e-5,
+                 ceil_mode: bool = True) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
-        self.pool = nn.MaxPool2d(2, ceil_mode=True)
-        self.norm1 = nn.BatchNorm2d(cout, momentum=bn_momentum)
+        self.pool = nn.MaxPool2d(2, ceil_mode=ceil_mode)
+        self.norm1 = nn.BatchNorm2d(cout, eps=bn_eps, momentum=bn_momentum)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.norm2 = nn.BatchNorm2d(cout, momentum=bn_momentum)
+        self.norm2 = nn.BatchNorm2d(cout, eps=bn_eps, momentum=bn_momentum)
         self.act = nn.GELU()
         for conv in (self.conv1, self.conv2):  # identity-like start (airbench): a dirac per channel
             w = conv.weight.data
@@ -44,31 +53,41 @@ class ConvNet(nn.Module):
     Args:
         in_channels: 1 (grey) or 3 (RGB); any positive count works.
         widths: output channels of the three conv groups.
+        airbench94: airbench94's exact settings (BatchNorm eps 1e-12, floor pools, uncentred
+            whitening patches, features scaled by 1/9); ``False`` keeps hashret's original net.
 
     ``forward(x: float[n, c, h, w]) -> float[n, widths[-1]]``: the penultimate features.
     """
 
-    def __init__(self, in_channels: int = 3, widths: Sequence[int] = (64, 256, 256)) -> None:
+    def __init__(self, in_channels: int = 3, widths: Sequence[int] = (64, 256, 256), *,
+                 airbench94: bool = False) -> None:
         super().__init__()
         whiten_width = 2 * in_channels * 4  # +/- each eigenvector of the 2x2 patches
         self.whiten = nn.Conv2d(in_channels, whiten_width, 2, padding=0, bias=True)
         self.act = nn.GELU()
         chans = [whiten_width, *widths]
-        self.groups = nn.Sequential(*[ConvGroup(a, b) for a, b in zip(chans[:-1], chans[1:], strict=True)])
+        group = dict(bn_eps=1e-12, ceil_mode=False) if airbench94 else {}
+        self.groups = nn.Sequential(*[ConvGroup(a, b, **group)
+                                      for a, b in zip(chans[:-1], chans[1:], strict=True)])
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.feature_dim = int(widths[-1])
+        self.center_patches = not airbench94
+        self.feature_scale = 1 / 9 if airbench94 else 1.0
 
     @torch.no_grad()
     def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
         """Set the whitening conv from training images ``float[n, c, h, w]`` (normalised).
 
         Its filters become the eigenvectors of the 2x2 patch covariance scaled by
-        ``1/sqrt(eigenvalue + eps)``, and their negatives (airbench's ``init_whiten``).
+        ``1/sqrt(eigenvalue + eps)``, and their negatives (airbench's ``init_whiten``; the
+        patches are centred first unless the net is airbench94's, which uses the raw second
+        moment).
         """
         c = images.shape[1]
         patches = images.unfold(2, 2, 1).unfold(3, 2, 1)  # [n, c, h-1, w-1, 2, 2]
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * 4).double()
-        patches = patches - patches.mean(0, keepdim=True)
+        if self.center_patches:
+            patches = patches - patches.mean(0, keepdim=True)
         cov = patches.T @ patches / len(patches)
         eigval, eigvec = torch.linalg.eigh(cov)
         filt = (eigvec.T / torch.sqrt(eigval.clamp_min(0) + eps)[:, None]).reshape(-1, c, 2, 2)
@@ -78,7 +97,8 @@ class ConvNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.whiten(x))
         x = self.groups(x)
-        return self.pool(x).flatten(1)  # [n, feature_dim]
+        f = self.pool(x).flatten(1)  # [n, feature_dim]
+        return f * self.feature_scale if self.feature_scale != 1.0 else f
 
 
 class LeNet(nn.Module):

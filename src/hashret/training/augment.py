@@ -38,7 +38,32 @@ def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def augment(x: torch.Tensor, *, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    """``random_crop`` then (if ``flip``) ``random_flip``: float ``[n, c, h, w]`` -> same shape."""
+def alternating_flips(n: int, epoch: int, seed: int) -> torch.Tensor:
+    """airbench94's flip schedule: which of ``n`` training images are mirrored in ``epoch``.
+
+    A seeded coin per image decides epoch 0; every later epoch mirrors exactly the images the
+    epoch before did not (each image is seen mirrored every other epoch, deterministically).
+
+    Returns:
+        bool ``[n]``, True where the image is mirrored.
+    """
+    base = torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5
+    return base ^ bool(epoch % 2)
+
+
+def flip_where(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images of ``float[n, c, h, w]`` where ``mask`` (bool ``[n]``) is set."""
+    return torch.where(mask[:, None, None, None], x.flip(3), x)
+
+
+def augment(x: torch.Tensor, *, pad: int, flip: bool, generator: torch.Generator,
+            flip_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``random_crop`` then (if ``flip``) a mirror: float ``[n, c, h, w]`` -> same shape.
+
+    The mirror is ``random_flip``, or exactly the images ``flip_mask`` (bool ``[n]``) selects
+    (:func:`alternating_flips`); the crop draws from ``generator`` either way.
+    """
     x = random_crop(x, pad, generator)
-    return random_flip(x, generator) if flip else x
+    if not flip:
+        return x
+    return random_flip(x, generator) if flip_mask is None else flip_where(x, flip_mask)

@@ -40,8 +40,14 @@ class TrainConfig:
         pad, flip: augmentation (random crop with reflect padding; horizontal flip for natural images).
         tta_flip: encode each image as the mean of it and its mirror image (both database and
             queries, deterministically); ``None``: on for natural images.
-        recipe: ``sgd`` or ``airbench`` (:mod:`hashret.training.recipes`; the latter reads
-            ``lr`` and ``weight_decay`` as decoupled values per 1024 examples).
+        alternate_flip: mirror each training image every other epoch (airbench94's schedule)
+            instead of by a coin per epoch; ``None``: the recipe's choice (airbench94: on).
+        tta_translate: also average the codes over the image shifted by this many pixels up-left
+            and down-right (reflect padding; airbench94's test-time augmentation: half the weight
+            on the unshifted views), for database and queries alike; ``0``: no shift; ``None``:
+            the recipe's choice for natural images (airbench94: 1), else 0.
+        recipe: ``sgd``, ``airbench`` or ``airbench94`` (:mod:`hashret.training.recipes`; the
+            airbench ones read ``lr`` and ``weight_decay`` as decoupled values per 1024 examples).
         label_smoothing: of the softmax loss.
         patience: stop once the validation statistic has not improved for this many epochs
             (``epochs`` is then the most it trains); ``None``: train every epoch. With the
@@ -84,6 +90,8 @@ class TrainConfig:
     pad: int | None = None
     flip: bool | None = None
     tta_flip: bool | None = None
+    alternate_flip: bool | None = None
+    tta_translate: int | None = None
     image_size: int | None = None
     input_size: int | None = None
     channels_last: bool = True
@@ -140,6 +148,13 @@ class TrainConfig:
         d["precision"] = resolve_precision(d["precision"], d["device"])
         if d["tta_flip"] is None:
             d["tta_flip"] = natural and d["flip"]
+        if d["alternate_flip"] is None:
+            d["alternate_flip"] = False
+        if self.tta_translate is None and not natural:
+            d["tta_translate"] = 0
+        d["tta_translate"] = int(d["tta_translate"] or 0)
+        if d["tta_translate"] < 0:
+            raise ValueError(f"--tta-translate must be >= 0 pixels, got {d['tta_translate']}")
         for k in ("epochs", "batch_size", "patience"):
             if d[k] is not None and d[k] < 1:
                 raise ValueError(f"--{k.replace('_', '-')} must be >= 1, got {d[k]}")
@@ -150,5 +165,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """A saved config; options added since it was saved take the values that reproduce the
+        run (:data:`ADDED_OPTIONS`)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{**ADDED_OPTIONS, **{k: v for k, v in d.items() if k in known}})
+
+
+#: options added after runs were first saved, with what a run saved without them did
+ADDED_OPTIONS: dict[str, Any] = {"alternate_flip": False, "tta_translate": 0}

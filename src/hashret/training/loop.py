@@ -47,7 +47,7 @@ from hashret.training.methods import (
     get_training_method,
     resolve_batches,
 )
-from hashret.training.recipes import Lookahead, make_optimizer
+from hashret.training.recipes import Lookahead, make_lookahead, make_optimizer
 from hashret.training.recipes import start_epoch as start_recipe_epoch
 from hashret.training.schedule import one_cycle
 
@@ -252,7 +252,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     loss_fn = create_loss(cfg)
     opt = make_optimizer(model, cfg.recipe, lr=cfg.lr, momentum=cfg.momentum,
                          weight_decay=cfg.weight_decay, batch_size=cfg.batch_size)
-    lookahead = Lookahead() if cfg.recipe == "airbench" else None
+    lookahead = make_lookahead(cfg.recipe)
     total_steps = sampler.steps_per_epoch * cfg.epochs
     prog = _Progress(history=[])
     if state is not None:
@@ -268,8 +268,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
         t0 = time.perf_counter()
         stats = _train_epoch(cfg, epoch, model, train_model, inputs, y_train, sampler, loss_fn, opt,
                              lookahead, total_steps, progress)
+        t_val = time.perf_counter()
         if world.main:
             stats |= evaluate_validation(model, loss_fn, val_inputs, y_val, 1024, cfg.device)
+        stats["val_seconds"] = round(time.perf_counter() - t_val, 2)
         stats = dist_.broadcast_object(stats)  # rank 0's validation selects for every rank
         if dist_.is_distributed():
             stats["rank_digests"] = dist_.gather_digests(model)  # one per rank: equal when in sync
@@ -345,7 +347,8 @@ def _make_inputs(cfg: TrainConfig, model: nn.Module, train_set: ImageArray, val_
         model.to(memory_format=torch.channels_last)
     if not cfg.freeze_backbone:
         pixels = dict(device=cfg.device, precision=cfg.precision, channels_last=cfg.channels_last)
-        return PixelInputs(x_train, pad=cfg.pad, flip=cfg.flip, **pixels), PixelInputs(x_val, **pixels), 0.0
+        return (PixelInputs(x_train, pad=cfg.pad, flip=cfg.flip, alternate_flip=bool(cfg.alternate_flip),
+                            seed=cfg.seed, **pixels), PixelInputs(x_val, **pixels), 0.0)
     t0 = time.perf_counter()
     freeze_backbone(model)
     feats = {name: cache_features(model, x, device=cfg.device, precision=cfg.precision,
@@ -359,9 +362,14 @@ def _train_epoch(cfg: TrainConfig, epoch: int, model: nn.Module, train_model: nn
                  inputs: _Inputs, y_train: torch.Tensor, sampler: Any,
                  loss_fn: HashLoss, opt: torch.optim.Optimizer, lookahead: Lookahead | None,
                  total_steps: int, progress: bool) -> dict[str, Any]:
-    """One pass over the training batches; returns ``{epoch, train_loss[, train_acc]}``."""
+    """One pass over the training batches; returns ``{epoch, train_loss[, train_acc],
+    data_seconds, step_seconds}``: the time spent making batches (indexing, augmentation) and
+    the rest of the pass (forward, backward, optimizer and lookahead steps)."""
     model.train()
     start_recipe_epoch(model, cfg.recipe, epoch)
+    if hasattr(inputs, "start_epoch"):
+        inputs.start_epoch(epoch)  # the epoch's flip schedule; zeroes its batch-making time
+    t_pass = time.perf_counter()
     steps = sampler.steps_per_epoch
     g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
     batches = sampler.epoch(g)
@@ -397,6 +405,9 @@ def _train_epoch(cfg: TrainConfig, epoch: int, model: nn.Module, train_model: nn
     stats: dict[str, Any] = {"epoch": epoch + 1, "train_loss": run_loss / seen}
     if classifies:
         stats["train_acc"] = run_correct / seen
+    data_seconds = float(getattr(inputs, "prep_seconds", 0.0))
+    stats["data_seconds"] = round(data_seconds, 2)
+    stats["step_seconds"] = round(time.perf_counter() - t_pass - data_seconds, 2)
     return stats
 
 
