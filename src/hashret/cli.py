@@ -57,9 +57,10 @@ def _check_train_options(a: argparse.Namespace) -> None:
     from hashret.device import resolve_device
     from hashret.models import list_backbones
 
-    if a.dataset == "digits" and a.data_dir is not None:
+    main_rank = _is_main_rank()  # under torchrun: one warning, not one per rank
+    if main_rank and a.dataset == "digits" and a.data_dir is not None:
         _unused("--data-dir", "the digits dataset is bundled with scikit-learn")
-    if a.method != "triplet":
+    if main_rank and a.method != "triplet":
         given = [f for f, v in (("--margin", a.margin), ("--classes-per-batch", a.classes_per_batch),
                                 ("--images-per-class", a.images_per_class)) if v is not None]
         given += ["--mining"] * (a.mining != "all") + ["--quant-weight"] * (a.quant_weight != 0)
