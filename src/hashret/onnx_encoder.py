@@ -96,6 +96,9 @@ def export_onnx(encoder: Encoder, path: str | Path, *, model_sha256: str | None 
     """
     import torch
 
+    if getattr(encoder, "tta_translate", 0):
+        raise ValueError("this run encodes with --tta-translate, which the ONNX export does not "
+                         "reproduce: serve it with the torch encoder, or train with --tta-translate 0")
     _require("onnxscript")
     onnx = _require("onnx")
     path = Path(path)

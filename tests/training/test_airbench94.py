@@ -148,3 +148,12 @@ def test_one_digits_epoch_with_the_recipe_records_its_timing_and_tta(tmp_path):
     assert enc.tta_translate == 1
     record = enc.record(tmp_path / "run" / "model.safetensors")
     assert record["tta_translate"] == 1
+
+
+def test_onnx_export_refuses_translate_tta(tmp_path):
+    from hashret.encoder import Encoder
+    from hashret.onnx_encoder import export_onnx
+
+    enc = Encoder(_tiny_model(), 16, (12, 12, 3), True, "fp32", "cpu", ("a", "b", "c"), tta_translate=1)
+    with pytest.raises(ValueError, match="--tta-translate"):
+        export_onnx(enc, tmp_path / "m.onnx")
