@@ -7,6 +7,7 @@ It writes only into a new or empty folder, or one an earlier demo wrote (see
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,36 +27,45 @@ from hashret.run import (
 )
 from hashret.training import TrainConfig, train
 
+#: the coarse stage's pool in the demo's hierarchical search (a small share of the 1,438 digits)
+POOL = 100
+#: queries shown (the first test images; the very first is a 5 that looks like a 9)
+QUERIES = 4
 #: the demo's index directory, inside its output directory
 INDEX_DIR = "index"
 #: everything the demo writes into its output directory (what a second demo run replaces)
-DEMO_ENTRIES = (*RUN_ENTRIES, INDEX_DIR, "query.png", "query_results.png")
+DEMO_ENTRIES = (*RUN_ENTRIES, INDEX_DIR, "query.png", "query-*.png", "query_results.png")
 
 
-def save_results_grid(path: Path, query: np.ndarray, results: list[np.ndarray],
-                      titles: list[str], correct: list[bool] | None = None) -> Path:
-    """A PNG strip: the query, then its results, each titled (``uint8[h, w, c]`` images).
+@dataclass
+class ResultRow:
+    """One query's row of the results grid: ``uint8[h, w, c]`` images, titles, right or wrong."""
 
-    ``correct[i]`` frames result ``i`` green (same class as the query) or red (another class).
-    """
+    query: np.ndarray
+    results: list[np.ndarray]
+    titles: list[str]
+    correct: list[bool]
+
+
+def save_results_grid(path: Path, rows: list[ResultRow]) -> Path:
+    """A PNG grid, a row per query: the query, then its results, each titled and framed green
+    (same class as the query) or red (another class)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(1.3 * (len(results) + 1), 1.7))
-    marks = [None, *(correct if correct is not None else [None] * len(results))]
-    for j, (img, title, ok) in enumerate(zip([query, *results], ["query", *titles], marks, strict=True)):
-        ax = fig.add_subplot(1, len(results) + 1, j + 1)
-        ax.imshow(img.squeeze(), cmap="gray" if img.shape[-1] == 1 else None)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if ok is None:
-            ax.set_title(title, fontsize=8)
-            ax.axis("off")
-            continue
-        colour = "tab:green" if ok else "tab:red"
-        ax.set_title(f"{'ok' if ok else 'x'} {title}", fontsize=8, color=colour)
-        for side in ax.spines.values():
-            side.set_color(colour)
-            side.set_linewidth(3)
+    cols = 1 + max(len(r.results) for r in rows)
+    fig = Figure(figsize=(1.2 * cols, 1.45 * len(rows)))
+    for i, row in enumerate(rows):
+        cells = [(row.query, "query", None), *zip(row.results, row.titles, row.correct, strict=True)]
+        for j, (img, title, ok) in enumerate(cells):
+            ax = fig.add_subplot(len(rows), cols, i * cols + j + 1)
+            ax.imshow(img.squeeze(), cmap="gray" if img.shape[-1] == 1 else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            colour = "black" if ok is None else ("tab:green" if ok else "tab:red")
+            ax.set_title(title if ok is None else f"{'ok' if ok else 'x'} {title}", fontsize=7, color=colour)
+            for side in ax.spines.values():
+                side.set_color(colour)
+                side.set_linewidth(1 if ok is None else 3)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     return path
 
@@ -89,23 +99,26 @@ def run_demo(out: Path, *, bits: int = 32, epochs: int | None = None, seed: int 
     with build_index(run, out / INDEX_DIR, data.train, collection=data.source, split="train",
                      encodings=enc["database"]) as store:
         say(f"      {len(store)} items")
-        say("[5/6] one query: the first test image, written to a PNG and searched by file "
-            "(Hamming candidates, Euclidean re-rank)")
-        query_png = out / "query.png"
-        Image.fromarray(data.test.images[0].squeeze()).save(query_png)
+        say(f"[5/6] {QUERIES} queries, the first test images, each written to a PNG and searched by file "
+            f"(the {POOL} nearest codes by Hamming distance, re-ranked by Euclidean feature distance)")
         model = load_index_model(store)
-        result = search_by_images(store, model, model.read(query_png)[None], k=10, rerank=True)[0]
-        hits = describe_results(store, result)
-    query_class = data.classes[int(data.test.labels[0])]
-    say(f"      query {enc['queries'].ids[0]} (class {query_class}):")
-    for h in hits:
-        say(f"      {h['rank']:>2}. id {h['id']:<5} class {h['class']:<3} hamming {h['hamming']:>2}  "
-            f"euclidean {h['euclidean']:.3f}")
-    grid = save_results_grid(out / "query_results.png", data.test.images[0],
-                             [data.train.images[h["id"]] for h in hits],
-                             [f"{h['class']} d={h['hamming']}" for h in hits],
-                             correct=[h["class"] == query_class for h in hits])
+        rows = []
+        for q in range(QUERIES):
+            query_png = out / ("query.png" if q == 0 else f"query-{q}.png")
+            Image.fromarray(data.test.images[q].squeeze()).save(query_png)
+            result = search_by_images(store, model, model.read(query_png)[None], k=10, rerank=True,
+                                      candidates=POOL)[0]
+            hits = describe_results(store, result)
+            query_class = data.classes[int(data.test.labels[q])]
+            right = [h["class"] == query_class for h in hits]
+            say(f"      {query_png.name} (class {query_class}): "
+                + " ".join(f"{h['class']}{'' if ok else '(x)'}" for h, ok in zip(hits, right, strict=True))
+                + f"   {sum(right)}/10 right")
+            rows.append(ResultRow(data.test.images[q], [data.train.images[h["id"]] for h in hits],
+                                  [f"{h['class']} H{h['hamming']}" for h in hits], right))
+    grid = save_results_grid(out / "query_results.png", rows)
+    query_png = out / "query.png"
     say(f"[6/6] report {out / REPORT_FILE}\n      plot   {out / PLOT_FILE}\n      query  {grid}\n"
         f"      index  {out / INDEX_DIR}\n"
-        f"      try:   hashret search {out / INDEX_DIR} --image {query_png} --rerank")
+        f"      try:   hashret search {out / INDEX_DIR} --image {query_png} --rerank --candidates {POOL}")
     return results
