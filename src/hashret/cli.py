@@ -441,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="dataset location (MNIST IDX folder, CIFAR-10 pickles, "
                                       "image folder / .zip, CUB_200_2011 folder, Stanford Dogs "
                                       "folder; not needed for digits)")
+    p.add_argument("--class-names", type=lambda text: tuple(text.split(",")), metavar="A,B,...",
+                   help="names of an IDX (MNIST-format) dataset's labels 0, 1, ... in order (default: "
+                        "classes.txt beside the IDX files, one name per line; else the digits)")
     p.add_argument("--method", default="dlbhc", choices=["dlbhc", "triplet"],
                    help="dlbhc: sigmoid latent layer + softmax loss; triplet: tanh codes + "
                         "triplet ranking loss (DNNH) on class-balanced batches")

@@ -93,7 +93,7 @@ def load_run_dataset(run: Run, data_dir: str | None = None,
     cfg = run.train_config
     return load_dataset(cfg.dataset, data_dir or cfg.data_dir, cache_dir=cache_dir, seed=cfg.seed,
                         test_fraction=cfg.test_fraction, on_bad_image=cfg.on_bad_image,
-                        size=cfg.image_size)
+                        size=cfg.image_size, class_names=cfg.class_names)
 
 
 def encode_collection(run: Run, images: ImageArray, *, split: str, source: str,

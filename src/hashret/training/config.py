@@ -7,6 +7,7 @@ from typing import Any
 
 from hashret.codes import check_bits
 from hashret.data.folder import check_on_bad_image
+from hashret.data.mnist import check_class_names
 from hashret.device import resolve_device, resolve_precision
 from hashret.losses.triplet import MINING
 from hashret.models import METHODS
@@ -70,6 +71,8 @@ class TrainConfig:
         quant_weight: weight of the triplet method's quantization penalty.
         classes_per_batch, images_per_class: P and K of the triplet method's class-balanced
             batches (``None``: filled so that ``P * K`` is about ``batch_size``).
+        class_names: names of the labels ``0 .. max`` of an IDX dataset (``mnist`` only), in label
+            order (``None``: its ``classes.txt``, else the digits; :func:`hashret.data.read_mnist`).
     """
 
     dataset: str = "digits"
@@ -107,6 +110,7 @@ class TrainConfig:
     quant_weight: float = 0.0
     classes_per_batch: int | None = None
     images_per_class: int | None = None
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_bits(self.bits)
@@ -130,6 +134,12 @@ class TrainConfig:
         if self.recipe not in RECIPES:
             raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         check_on_bad_image(self.on_bad_image)
+        if self.class_names is not None:
+            if self.dataset != "mnist":
+                raise ValueError(f"--class-names names the labels of IDX files (--dataset mnist); "
+                                 f"{self.dataset} takes its class names from its own folders or files: "
+                                 "drop --class-names")
+            self.class_names = check_class_names(self.class_names, "--class-names")  # a JSON list -> tuple
 
     def resolved(self, natural: bool) -> TrainConfig:
         """A copy with every ``None`` filled in from the recipe and dataset defaults."""

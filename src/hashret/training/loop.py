@@ -226,7 +226,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, overwr
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir, cache_dir=cache_dir, seed=cfg.seed,
                             test_fraction=cfg.test_fraction, on_bad_image=cfg.on_bad_image,
-                            size=cfg.image_size)
+                            size=cfg.image_size, class_names=cfg.class_names)
     cfg = _resolve(cfg, data)
     method = get_training_method(cfg.method)
     train_set, val_set = split_validation(data.train, cfg.val_fraction, cfg.seed)
