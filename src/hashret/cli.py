@@ -390,11 +390,51 @@ def _serve(a: argparse.Namespace) -> int:
         "decode_workers": a.decode_workers, "decode_queue": a.decode_queue, "rate": a.rate_limit,
         "burst": a.rate_burst, "header_timeout": a.header_timeout, "body_timeout": a.body_timeout,
         "keep_alive": a.keep_alive, "max_connections": a.max_connections,
-        "max_client_connections": a.max_client_connections}
+        "max_client_connections": a.max_client_connections, "max_batch": a.max_batch,
+        "batch_window": None if a.batch_window_ms is None else a.batch_window_ms / 1000,
+        "encode_queue": a.encode_queue}
     limits = ServeLimits(**{k: v for k, v in given.items() if v is not None})
     root = str(Path(a.source_root).resolve()) if a.source_root else None
     serve(a.index_dir, host=a.host, port=a.port, access=access, limits=limits, read_only=a.read_only,
-          sources=SourceView(root, a.show_paths), log_level=a.log_level)
+          sources=SourceView(root, a.show_paths), log_level=a.log_level, runtime=a.runtime,
+          onnx_file=a.onnx, workers=a.workers)
+    return 0
+
+
+def _export_onnx(a: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    from hashret.index.store import IndexStore
+    from hashret.indexing import load_index_model
+    from hashret.onnx_encoder import OnnxEncoder, code_agreement, export_onnx
+    from hashret.run import open_run
+
+    src = Path(a.source)
+    if (src / "manifest.json").is_file():
+        with IndexStore.open(src) as store:
+            encoder, sha = load_index_model(store), store.manifest.model.get("sha256")
+    elif (src / "config.json").is_file():
+        run = open_run(src, device="cpu")
+        encoder, sha = run.encoder, run.model_sha256
+    else:
+        raise FileNotFoundError(f"{src} is neither an index (`hashret index build`) nor a training run "
+                                "(`hashret train`)")
+    out = Path(a.out) if a.out else src.parent / f"{src.name}.onnx"
+    export_onnx(encoder, out, model_sha256=sha)
+    images = np.random.default_rng(0).integers(0, 256, (16, *encoder.image_shape), dtype=np.uint8)
+    check = code_agreement(OnnxEncoder(out).encode(images),
+                           dataclasses.replace(encoder, precision="fp32").encode(images), encoder.bits)
+    h, w, c = encoder.image_shape
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): pixels uint8[batch, {h}, {w}, {c}] -> features "
+          f"float32[batch, {encoder.feature_dim}], latent float32[batch, {encoder.bits}]"
+          f"{', flip-averaged' if encoder.tta_flip else ''}; on 16 random images {check['codes_differing']} "
+          f"codes differ from torch fp32's, features by at most {check['max_feature_diff']:.1e}")
+    if encoder.precision != "fp32":
+        print(f"note: this model encodes in {encoder.precision} with torch (its training arithmetic) and the "
+              "ONNX graph in fp32, so a code may differ from the torch one in a bit near the threshold; "
+              "`hashret serve --runtime onnx --onnx FILE` uses it anyway, --runtime auto does not")
     return 0
 
 
@@ -566,7 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-decode-mb", type=float, default=None,
                    help="largest memory one image's decode may take (413 above, before decoding)")
     p.add_argument("--decode-workers", type=int, default=None,
-                   help="uploads decoded and encoded at once")
+                   help="uploads decoded at once")
     p.add_argument("--decode-queue", type=int, default=None,
                    help="uploads waiting for a worker; beyond, 503 with Retry-After")
     p.add_argument("--rate-limit", type=float, default=None,
@@ -583,7 +623,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open connections from one client address (raise it behind a proxy)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="uvicorn's log level (warning: no line per request)")
+    p.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnx"],
+                   help="what encodes queries: ONNX Runtime (hashret[onnx]; fp32) or the index's torch "
+                        "model; auto: ONNX Runtime when installed and the index was encoded in fp32")
+    p.add_argument("--onnx", metavar="FILE", help="the index's model exported by `hashret export-onnx` "
+                                                  "(default with onnx: exported at start)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes answering on the one port, each with its own model (more than one: "
+                        "read-only)")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="most concurrent uploads encoded in one forward pass (1: one at a time)")
+    p.add_argument("--batch-window-ms", type=float, default=None,
+                   help="milliseconds an upload waits for others to join its batch")
+    p.add_argument("--encode-queue", type=int, default=None,
+                   help="decoded uploads waiting for the model; beyond, 503 with Retry-After")
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser("export-onnx", help="write an index's or run's model as an ONNX graph (uint8 pixels "
+                                           "-> features, latent) for ONNX Runtime",
+                       description="Needs hashret[onnx]. The graph does the /255, resize, normalisation and "
+                                   "flip averaging of torch encoding, in fp32.")
+    p.add_argument("source", metavar="INDEX_OR_RUN_DIR")
+    p.add_argument("--out", metavar="FILE", help="the .onnx file (default: DIR.onnx beside DIR)")
+    p.set_defaults(func=_export_onnx)
 
     p = sub.add_parser("download", help="fetch MNIST or CIFAR-10 (python version) from the web")
     p.add_argument("dataset", choices=["mnist", "cifar10"])
@@ -688,6 +750,7 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _train, "encode": _encode, "evaluate": _evaluate, "search": _search,
     "download": _download, "demo": _demo, "serve": _serve, "index": lambda a: a.func(a),
+    "export-onnx": _export_onnx,
 }
 
 
@@ -731,7 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hashret {args.command}: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, RuntimeError,
-            PermissionError) as e:
+            PermissionError, ImportError) as e:
         print(f"hashret {args.command}: error: {e}", file=sys.stderr)
         return 2
 

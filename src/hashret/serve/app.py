@@ -9,7 +9,8 @@ every request and response, and a client can be generated from it). Errors are J
 Around the routes, outermost first: the per-client rate limit (:mod:`hashret.serve.ratelimit`),
 the Host allow-list, cross-site checks and keys (:mod:`hashret.serve.security`), and the
 body-size limit (:mod:`hashret.serve.limits`); uploads are decoded and encoded by a
-bounded queue (:mod:`hashret.serve.workqueue`). Connection deadlines live in the server's
+bounded queue (:mod:`hashret.serve.workqueue`) and encoded, several concurrent uploads in one
+forward pass, by one model thread (:mod:`hashret.serve.batcher`). Connection deadlines live in the server's
 protocol (:mod:`hashret.serve.connections`, see :func:`hashret.serve.server.uvicorn_config`).
 
     app = create_app(store, load_index_model(store))   # read-only, loopback names only
@@ -18,7 +19,9 @@ protocol (:mod:`hashret.serve.connections`, see :func:`hashret.serve.server.uvic
 
 # No `from __future__ import annotations` here: FastAPI reads the routes' annotations at run
 # time, and `k`'s bound (max_k) is a local of create_app.
+import asyncio
 import re
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -69,7 +72,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         413: "request body or image over the size or decode-memory limit",
         422: "invalid parameters (k out of range, an id that is not a number, ...)",
         429: "too many requests from this client (see Retry-After)",
-        503: "the decode queue is full (see Retry-After)",
+        503: "the decode or encode queue is full (see Retry-After)",
     }.items()
 }
 # The page is served with this policy: only its own scripts, styles and images (plus the
@@ -96,7 +99,8 @@ def _image_type(data: bytes) -> str:
 def create_app(store: IndexStore, model: IndexModel, *, limits: ServeLimits | None = None,
                access: AccessPolicy | None = None, sources: SourceView | None = None,
                max_k: int = DEFAULT_MAX_K, max_candidates: int = DEFAULT_MAX_CANDIDATES,
-               max_add_files: int = DEFAULT_MAX_ADD_FILES, refresh_seconds: float = 2.0) -> FastAPI:
+               max_add_files: int = DEFAULT_MAX_ADD_FILES, refresh_seconds: float = 2.0,
+               query_encoder: Any = None) -> FastAPI:
     """The retrieval service over an open index and its model.
 
     Args:
@@ -112,6 +116,8 @@ def create_app(store: IndexStore, model: IndexModel, *, limits: ServeLimits | No
         max_candidates: largest coarse-stage pool (``candidates``) a search may ask for.
         max_add_files: most images one ``POST /items`` may add (422 above it).
         refresh_seconds: a read-only index picks up other processes' commits this often.
+        query_encoder: encodes uploaded queries instead of ``model`` (an
+            :class:`hashret.onnx_encoder.OnnxEncoder` of it); adds are encoded by ``model``.
 
     Returns:
         a FastAPI app; serve it with :func:`hashret.serve.server.uvicorn_config`.
@@ -121,7 +127,9 @@ def create_app(store: IndexStore, model: IndexModel, *, limits: ServeLimits | No
     show = sources or SourceView()
     refusals = RefusalLog(limits.log_interval)
     retriever = Retriever(store, model, max_pixels=limits.max_pixels,
-                          max_decoded_bytes=limits.max_decoded_bytes, refresh_seconds=refresh_seconds)
+                          max_decoded_bytes=limits.max_decoded_bytes, refresh_seconds=refresh_seconds,
+                          query_encoder=query_encoder, batch_window=limits.batch_window,
+                          max_batch=limits.max_batch, max_pending=limits.encode_queue)
     work = WorkQueue(limits.decode_workers, limits.decode_queue)
     app = FastAPI(
         title="hashret retrieval service", version=__version__,
@@ -200,9 +208,15 @@ def create_app(store: IndexStore, model: IndexModel, *, limits: ServeLimits | No
         pool = {"candidates": candidates, "radius": radius}
         if image is not None:
             await precheck(image)
+            notes: list[str] = []
             async with work.slot():  # admitted (or 503) before the upload is read into memory
+                t0 = time.perf_counter()
                 upload = Upload(await image.read(), _clean_name(image.filename))
-                out = await run_in_threadpool(retriever.search_image, upload, k=k, rerank=rerank, **pool)
+                pixels = await run_in_threadpool(retriever.decode, upload, notes)
+            # encoded on the model thread with other uploads waiting then (503 if too many wait)
+            encoded = await asyncio.wrap_future(retriever.encode_query(pixels))
+            out = await run_in_threadpool(retriever.search_encoded, encoded, k=k, rerank=rerank,
+                                          notes=notes, started=t0, **pool)
         else:
             out = await run_in_threadpool(retriever.search_id, int(id), k=k, rerank=rerank, **pool)
         return search_response(request, out, k, rerank)

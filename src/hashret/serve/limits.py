@@ -41,8 +41,11 @@ class ServeLimits:
         max_upload_bytes: largest request body (413 above it, before it is read).
         max_pixels: largest image (width x height) decoded, read from its header (413 above).
         max_decoded_bytes: largest memory one image's decode may take (413 above, before decoding).
-        decode_workers: images decoded and encoded at once.
+        decode_workers: images decoded at once.
         decode_queue: uploads that may wait for a decode worker; beyond, 503 with Retry-After.
+        max_batch: most decoded uploads encoded together in one forward pass (1: one at a time).
+        batch_window: seconds the first upload of a batch waits for others to join it.
+        encode_queue: decoded uploads that may wait for the model; beyond, 503 with Retry-After.
         rate: requests per second per client address (token bucket refill); 0 = unlimited.
         burst: bucket size: requests a client may send at once.
         header_timeout: seconds a connection has to send a complete request head (408, closed).
@@ -59,6 +62,9 @@ class ServeLimits:
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
     decode_workers: int = 2
     decode_queue: int = 32
+    max_batch: int = 32
+    batch_window: float = 0.003
+    encode_queue: int = 256
     rate: float = 50.0
     burst: int = 200
     header_timeout: float = 10.0
@@ -70,9 +76,12 @@ class ServeLimits:
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "max_decoded_bytes", "decode_workers", "burst",
-                     "max_connections", "max_client_connections"):
+                     "max_connections", "max_client_connections", "max_batch", "encode_queue"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if not 0 <= self.batch_window <= 1:
+            raise ValueError(f"batch_window must be between 0 and 1 s (--batch-window-ms 0 .. 1000), got "
+                             f"{self.batch_window!r}")
         if self.decode_queue < 0 or self.rate < 0:
             raise ValueError("decode_queue and rate must be >= 0 (rate 0 turns rate limiting off)")
         for name in ("header_timeout", "body_timeout", "keep_alive", "log_interval"):

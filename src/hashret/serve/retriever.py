@@ -2,9 +2,12 @@
 
 :class:`IndexStore` is not thread-safe, and the web server answers requests on a pool of
 threads, so every use of the store is serialised by one lock (a search takes
-milliseconds), and encoding by another (so a search runs while another query encodes).
-Decoding uploads needs no lock. An index opened read-only is refreshed (at most every
-``refresh_seconds``) so that adds committed by another process become visible.
+milliseconds). Encoding runs on one model thread (:mod:`hashret.serve.batcher`), which
+encodes the images of concurrent uploads together in one forward pass, with the index's own
+model or, when given one, a faster query encoder that computes the same codes (an
+:class:`hashret.onnx_encoder.OnnxEncoder`). Decoding uploads needs no lock. An index opened
+read-only is refreshed (at most every ``refresh_seconds``) so that adds committed by another
+process become visible.
 
 An add that the disk refuses (full, quota, file-size limit) answers 507, any other OS error
 503; either way nothing is committed and the index stays as it was.
@@ -16,15 +19,18 @@ import errno
 import sqlite3
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from hashret.codes import unpack
+from hashret.encode import Encoded
 from hashret.index.store import IndexStore
 from hashret.indexing import THUMBNAIL_SIDE, IndexModel, add_images
 from hashret.search import SearchResult
+from hashret.serve.batcher import DEFAULT_MAX_BATCH, DEFAULT_MAX_PENDING, DEFAULT_WINDOW, MicroBatcher
 from hashret.serve.decode import check_header, decode_upload
 from hashret.serve.errors import BadRequest, InsufficientStorage, NotFound, ReadOnly, Unavailable
 from hashret.serve.limits import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS
@@ -70,11 +76,19 @@ class Retriever:
         max_decoded_bytes: largest memory one decode may take (:mod:`hashret.serve.decode`).
         refresh_seconds: a read-only store looks for other processes' commits at most this often.
         thumbnail_side: longer side of the thumbnail stored for each added image.
+        query_encoder: encodes uploaded queries instead of ``model`` (same ``encode`` / ``bits`` /
+            ``image_shape``; e.g. an :class:`hashret.onnx_encoder.OnnxEncoder` of ``model``);
+            added images are always encoded by ``model``, as the database was.
+        batch_window, max_batch, max_pending: the micro-batcher's (:class:`MicroBatcher`): seconds
+            a query waits for others, most queries per forward pass, queries that may wait (503
+            beyond).
     """
 
     def __init__(self, store: IndexStore, model: IndexModel, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                  max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES, refresh_seconds: float = 2.0,
-                 thumbnail_side: int = THUMBNAIL_SIDE) -> None:
+                 thumbnail_side: int = THUMBNAIL_SIDE, query_encoder: Any = None,
+                 batch_window: float = DEFAULT_WINDOW, max_batch: int = DEFAULT_MAX_BATCH,
+                 max_pending: int = DEFAULT_MAX_PENDING) -> None:
         if model.bits != store.bits:
             raise ValueError(f"the model makes {model.bits}-bit codes, the index holds {store.bits}-bit "
                              "codes: load the index's own model (load_index_model(store))")
@@ -84,8 +98,14 @@ class Retriever:
         self.max_decoded_bytes = int(max_decoded_bytes)
         self.refresh_seconds = float(refresh_seconds)
         self.thumbnail_side = int(thumbnail_side)
+        self.query_encoder = query_encoder if query_encoder is not None else model
+        if (self.query_encoder.bits != model.bits
+                or tuple(self.query_encoder.image_shape) != tuple(model.image_shape)):
+            raise ValueError("the query encoder does not encode like the index's model (bits or image shape "
+                             "differ): export the index's own model (`hashret export-onnx INDEX`)")
         self._store_lock = threading.RLock()
-        self._model_lock = threading.Lock()
+        self.batcher = MicroBatcher(self.query_encoder, window=batch_window, max_batch=max_batch,
+                                     max_pending=max_pending)
         self._last_refresh = time.monotonic()
         self._count = len(store)  # read without the lock by /health
 
@@ -119,9 +139,18 @@ class Retriever:
         check_header(upload.data, upload.name, tuple(self.model.image_shape),  # type: ignore[arg-type]
                      max_pixels=self.max_pixels, max_decoded_bytes=self.max_decoded_bytes)
 
-    def _encode(self, images: np.ndarray):  # -> hashret.encode.Encoded
-        with self._model_lock:
-            return self.model.encode(images)
+    def encode_query(self, image: np.ndarray) -> Future:
+        """Queue one decoded ``uint8[h, w, c]`` image for the model thread; the future gives its
+        :class:`Encoded` (one row). Raises Busy (503) when too many queries wait."""
+        return self.batcher.submit(image)
+
+    def _encode(self, images: np.ndarray) -> Encoded:
+        """``uint8[n, h, w, c]`` encoded by the query encoder on the model thread, in one batch."""
+        return self.batcher.encode(images)
+
+    def close(self) -> None:
+        """Stop the model thread (the store is the caller's to close)."""
+        self.batcher.close()
 
     def _describe(self, ids: list[int]) -> list[dict[str, Any]]:
         """Metadata dicts of live ids (store lock held); KeyError for unknown ones."""
@@ -158,14 +187,23 @@ class Retriever:
         t0 = time.perf_counter()
         notes: list[str] = []
         image = self.decode(upload, notes)
-        enc = self._encode(image[None])
+        enc = self.encode_query(image).result()
+        return self.search_encoded(enc, k=k, rerank=rerank, candidates=candidates, radius=radius,
+                                   notes=notes, started=t0)
+
+    def search_encoded(self, enc: Encoded, *, k: int, rerank: bool, candidates: int | None = None,
+                       radius: int | None = None, notes: list[str] | None = None,
+                       started: float | None = None) -> Outcome:
+        """Search with one encoded query (:meth:`encode_query`'s result); ``notes`` and ``started``
+        (``time.perf_counter()`` when the request began) go into the Outcome."""
+        t0 = time.perf_counter() if started is None else started
         with self._store_lock:
             self._refresh()
             self._check_searchable()
             result = self.store.search(enc.codes, enc.features, k, rerank=rerank, candidates=candidates,
                                        radius=radius)[0]
             hits = self._hits(result)
-        return Outcome(None, enc.codes[0], hits, (time.perf_counter() - t0) * 1e3, notes)
+        return Outcome(None, enc.codes[0], hits, (time.perf_counter() - t0) * 1e3, list(notes or []))
 
     def search_id(self, item_id: int, *, k: int, rerank: bool, candidates: int | None = None,
                   radius: int | None = None) -> Outcome:
@@ -230,15 +268,16 @@ class Retriever:
             raise BadRequest("no images: send one or more files in the form field 'images'")
         images = np.stack([self.decode(u) for u in uploads])  # all decoded before anything is written
         sources = [f"upload:{u.name}" for u in uploads]
+        # the database's own encoder; on the model thread when it is also the query encoder
+        model = _OnModelThread(self.model, self.batcher) if self.query_encoder is self.model else self.model
         with self._store_lock:
-            with self._model_lock:
-                try:
-                    ids = add_images(self.store, self.model, images, sources, label=label,
-                                     thumbnail_side=self.thumbnail_side)
-                except (OSError, sqlite3.OperationalError) as e:
-                    raise _write_error(e) from e
-                finally:
-                    self._count = len(self.store)
+            try:
+                ids = add_images(self.store, model, images, sources, label=label,
+                                 thumbnail_side=self.thumbnail_side)
+            except (OSError, sqlite3.OperationalError) as e:
+                raise _write_error(e) from e
+            finally:
+                self._count = len(self.store)
         return [int(i) for i in ids]
 
     def warm_up(self) -> float:
@@ -277,6 +316,20 @@ class Retriever:
                           "classes": list(self.model.classes),
                           "image_shape": list(self.model.image_shape)},
             }
+
+
+class _OnModelThread:
+    """An encoder whose ``encode`` runs on the batcher's model thread (so one model is never
+    used by two threads at once); everything else is the encoder's."""
+
+    def __init__(self, encoder: Any, batcher: MicroBatcher) -> None:
+        self._encoder, self.batcher = encoder, batcher
+
+    def encode(self, images: np.ndarray, **_: Any) -> Encoded:
+        return self.batcher.encode(images)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._encoder, name)
 
 
 def _write_error(e: BaseException) -> InsufficientStorage | Unavailable:

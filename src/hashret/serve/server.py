@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,11 @@ from hashret.index.popcount import search_kernels_cached
 from hashret.index.store import IndexLockedError, IndexStore
 from hashret.indexing import load_index_model
 from hashret.serve.limits import ServeLimits
+from hashret.serve.retriever import Retriever
+from hashret.serve.runtime import RuntimeChoice, choose_runtime
 from hashret.serve.security import AccessPolicy
 from hashret.serve.sources import SourceView
+from hashret.threads import choose_threads
 
 #: Loopback only unless told otherwise.
 DEFAULT_HOST = "127.0.0.1"
@@ -117,7 +121,8 @@ def uvicorn_config(app: Any, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PO
 
 def serve(index_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           access: AccessPolicy | None = None, limits: ServeLimits | None = None,
-          sources: SourceView | None = None, read_only: bool = False, log_level: str = "info") -> None:
+          sources: SourceView | None = None, read_only: bool = False, log_level: str = "info",
+          runtime: str = "auto", onnx_file: str | Path | None = None, workers: int = 1) -> None:
     """Open ``index_dir`` and its model and serve the API and the web page until interrupted.
 
     Args:
@@ -129,25 +134,139 @@ def serve(index_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAUL
         sources: how items' sources are shown.
         read_only: never write, even with a write key.
         log_level: uvicorn's log level.
-    """
-    from hashret.serve.app import create_app
+        runtime: what encodes queries: ``auto``, ``torch`` or ``onnx``
+            (:func:`hashret.serve.runtime.choose_runtime`).
+        onnx_file: an export of the index's model (``hashret export-onnx``) for ``onnx``; else one
+            is exported at start into a temporary folder.
+        workers: processes answering on the one socket, each with its own model thread; more than
+            one serves read-only (one writer only: the index's writer lock).
 
+    Raises:
+        ValueError: ``workers > 1`` with a write key and not ``read_only``.
+    """
     access = access or AccessPolicy()
+    if workers < 1:
+        raise ValueError(f"--workers {workers}: give 1 or more processes")
+    if workers > 1 and access.writable and not read_only:
+        raise ValueError(f"--workers {workers} serves the index read-only from every process (an index has "
+                         "one writer): add --read-only, and run one writable `hashret serve` (one worker) "
+                         "on another port for POST /items")
     writable = access.writable and not read_only
+    opts = {"host": host, "port": port, "access": access, "limits": limits, "sources": sources,
+            "log_level": log_level}
     store = open_index(index_dir, read_only=not writable)
     try:
         model = load_index_model(store)
-        app = create_app(store, model, limits=limits, access=access, sources=sources)
-        if not search_kernels_cached():
-            print("compiling the search kernels (first start after installing only; about a minute)...",
-                  flush=True)
-        seconds = app.state.retriever.warm_up()
-        config = uvicorn_config(app, host=host, port=port, log_level=log_level)
-        mode = "writable with the write key" if writable else "read-only"
-        keys = ", reads need the read key" if access.read_protected else ""
-        print(f"serving {store.root} ({len(store)} items, {store.bits} bits, {mode}{keys}; kernels ready "
-              f"in {seconds:.1f} s) on http://{host}:{port}/ for hosts {', '.join(access.allowed_hosts)}",
-              flush=True)
-        make_server(config).run()
+        tmp = tempfile.TemporaryDirectory(prefix="hashret-onnx-")
+        with tmp:
+            choice = choose_runtime(runtime, model, store.manifest.model.get("sha256"), onnx_file=onnx_file,
+                                    workdir=tmp.name)
+            if not search_kernels_cached():
+                print("compiling the search kernels (first start after installing only; about a minute)...",
+                      flush=True)
+            mode = "writable with the write key" if writable else "read-only"
+            keys = ", reads need the read key" if access.read_protected else ""
+            what = f"{store.root} ({len(store)} items, {store.bits} bits, {mode}{keys}"
+            if workers == 1:
+                _serve_here(store, model, choice, opts, what)
+            else:
+                threads = max(1, choose_threads() // workers)
+                warm = Retriever(store, model)  # compiles the kernels once, before the workers start
+                warm.warm_up()
+                warm.close()
+                _serve_workers(index_dir, choice, opts, what, workers, threads)
     finally:
         store.close()
+
+
+def _query_encoder(choice: RuntimeChoice, threads: int | None = None) -> Any:
+    """The OnnxEncoder of an ``onnx`` choice (None for torch: the index's model encodes)."""
+    if choice.name != "onnx":
+        return None
+    from hashret.onnx_encoder import OnnxEncoder
+
+    return OnnxEncoder(choice.onnx_file, threads=threads or choose_threads())  # type: ignore[arg-type]
+
+
+def _serve_here(store: IndexStore, model: Any, choice: RuntimeChoice, opts: dict[str, Any], what: str,
+                sockets: list[socket.socket] | None = None, threads: int | None = None) -> None:
+    """Serve an open index in this process (on ``sockets`` when given, else on host:port)."""
+    from hashret.serve.app import create_app
+
+    app = create_app(store, model, limits=opts["limits"], access=opts["access"], sources=opts["sources"],
+                     query_encoder=_query_encoder(choice, threads))
+    try:
+        seconds = app.state.retriever.warm_up()
+        config = uvicorn_config(app, host=opts["host"], port=opts["port"], log_level=opts["log_level"])
+        if sockets is None:
+            limits = app.state.limits
+            print(f"serving {what}; queries encoded by {choice.note}, up to {limits.max_batch} at once; "
+                  f"kernels ready in {seconds:.1f} s) on http://{opts['host']}:{opts['port']}/ for hosts "
+                  f"{', '.join(opts['access'].allowed_hosts)}", flush=True)
+        make_server(config).run(sockets=sockets)
+    finally:
+        app.state.retriever.close()
+
+
+def _worker(index_dir: str, choice: RuntimeChoice, opts: dict[str, Any], sock: socket.socket,
+            threads: int) -> None:
+    """One worker process of :func:`_serve_workers`: the index read-only, its own model thread."""
+    from hashret.threads import apply_threads
+
+    apply_threads(threads)
+    store = open_index(index_dir, read_only=True)
+    try:
+        _serve_here(store, load_index_model(store), choice, opts, "", sockets=[sock], threads=threads)
+    finally:
+        store.close()
+
+
+def _serve_workers(index_dir: str | Path, choice: RuntimeChoice, opts: dict[str, Any], what: str,
+                   workers: int, threads: int) -> None:
+    """``workers`` processes (spawned: no forked torch threads) accepting on one listening socket;
+    a worker that dies is started again; Ctrl-C or SIGTERM stops them all."""
+    import multiprocessing
+    import signal
+    import time
+
+    sock = socket.socket(socket.AF_INET6 if ":" in opts["host"] else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((opts["host"], opts["port"]))
+    sock.set_inheritable(True)
+    ctx = multiprocessing.get_context("spawn")
+
+    def start() -> Any:
+        p = ctx.Process(target=_worker, args=(str(index_dir), choice, opts, sock, threads), daemon=False)
+        p.start()
+        return p
+
+    procs = [start() for _ in range(workers)]
+    print(f"serving {what}; {workers} worker processes, {threads} thread(s) each, queries encoded by "
+          f"{choice.note}) on http://{opts['host']}:{opts['port']}/ for hosts "
+          f"{', '.join(opts['access'].allowed_hosts)}", flush=True)
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping:
+            time.sleep(0.5)
+            for i, p in enumerate(procs):
+                if not p.is_alive() and not stopping:
+                    print(f"worker {p.pid} exited with {p.exitcode}; starting another", flush=True)
+                    procs[i] = start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+        sock.close()
