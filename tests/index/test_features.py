@@ -50,5 +50,5 @@ def test_pca_of_full_rank_preserves_distances():
     d_x = np.linalg.norm(x[:, None] - x[None], axis=-1)
     d_y = np.linalg.norm(y[:, None] - y[None], axis=-1)
     np.testing.assert_allclose(d_y, d_x, atol=5e-3)
-    with pytest.raises(ValueError, match="pca_dim"):
+    with pytest.raises(ValueError, match="--pca-dim"):
         FeatureCodec("pca", 6).fit(x, 7)
