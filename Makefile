@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DATA    ?= ../shared/data
 
-.PHONY: setup demo test lint bench bench-mnist bench-cifar10 bench-cifar10-ablation clean
+.PHONY: setup demo test test-fast lint bench bench-mnist bench-cifar10 bench-cifar10-ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
+
+# the suite without the tests marked slow (real training runs, servers, subprocesses): for development
+test-fast: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

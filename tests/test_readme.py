@@ -51,10 +51,24 @@ def test_readme_cli_examples_run(readme_run):
     assert (work / "runs/demo/precision_at_k.png").exists()
 
 
+#: the pages whose python examples run after the README's commands, in this order
+DOC_PAGES = ["README.md", "docs/usage.md", "docs/search-engine.md", "docs/serving.md", "docs/baselines.md",
+             "docs/scaling-out.md", "docs/results.md", "docs/development.md"]
+
+
+def test_every_doc_page_is_tested_and_linked():
+    root = README.parent
+    assert sorted(p.name for p in (root / "docs").glob("*.md")) == sorted(Path(p).name for p in DOC_PAGES[1:])
+    for page in DOC_PAGES[1:]:
+        assert f"]({page})" in README.read_text(), f"the README does not link {page}"
+
+
 def test_readme_python_examples_run(readme_run, monkeypatch, capsys):
-    """Every python block, in order, in the folder where the CLI block ran."""
+    """Every python block of the README and the docs pages, in order, in the folder where the
+    README's CLI block ran."""
     monkeypatch.chdir(readme_run[0])
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    text = "\n".join((README.parent / page).read_text() for page in DOC_PAGES)
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) >= 2
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {})
