@@ -21,3 +21,24 @@ def digits_run(tmp_path_factory):
 
 def shared_data_root() -> Path:
     return Path(os.environ.get("HASHRET_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """A real Milvus 2.3.5 standalone server (the `milvus` package) on a free loopback port,
+    started once per session with its own data folder and stopped at the end.
+
+    Skipped, with the reason, only where the package is missing or its binary cannot run here.
+    """
+    pytest.importorskip("milvus", reason="the Milvus 2.3.5 server package is not installed: "
+                                         "pip install 'hashret[milvus-server]'")
+    pytest.importorskip("pymilvus", reason="the milvus extra is not installed: pip install 'hashret[milvus]'")
+    from hashret.index.milvus_server import start_milvus_server
+
+    try:
+        server = start_milvus_server(tmp_path_factory.mktemp("milvus-server"), timeout=120)
+    except (RuntimeError, OSError) as e:
+        pytest.skip(f"the Milvus 2.3.5 server cannot run on this machine: {e}")
+    print(f"\nMilvus 2.3.5 server at {server.uri}, answered after {server.start_seconds:.1f} s")
+    yield server
+    server.stop()

@@ -120,25 +120,11 @@ class HierarchicalSearcher:
                 with the index.
         """
         k = check_int(k, "k", minimum=1)
-        if (candidates is None) == (radius is None):
-            raise ValueError(
-                "give exactly one of candidates= (top-N by Hamming distance) or radius= "
-                "(every item within that Hamming distance) for the coarse stage"
-            )
+        self._check_pool_args(candidates, radius)
         self._check_sizes()
         codes = self.index.check_codes(query_codes, "query_codes")
-        qf = self._check_query_features(query_features, len(codes)) if rerank else None
-        if candidates is not None:
-            n_cand = check_int(candidates, "candidates", minimum=1)
-            if ties and n_cand < len(self.index):
-                pools = self._pools_with_ties(codes, n_cand)
-            else:
-                dist, idx = self.index.search(codes, n_cand)  # [q, N'] sorted (hamming, index)
-                pools = [(d[i != MISSING_INDEX], i[i != MISSING_INDEX])
-                         for d, i in zip(dist, idx, strict=True)]
-        else:
-            r = check_int(radius, "radius", minimum=0)
-            pools = self.index.range_search(codes, r)  # sorted (hamming, index)
+        qf = self.check_query_features(query_features, len(codes)) if rerank else None
+        pools = self.pools(codes, candidates=candidates, radius=radius, ties=ties)
         if qf is None:
             return [
                 SearchResult(i[:k], d[:k], np.full(min(k, len(i)), np.nan, dtype=np.float32))
@@ -146,7 +132,33 @@ class HierarchicalSearcher:
             ]
         return [self._rerank(q, d, i, k) for q, (d, i) in zip(qf, pools, strict=True)]
 
+    def pools(self, query_codes: np.ndarray, *, candidates: int | None = None, radius: int | None = None,
+              ties: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Stage 1 alone: each query's candidate pool (arguments as in :meth:`search`).
+
+        Returns:
+            one ``(hamming int32[m], indices int64[m])`` per query, sorted by (Hamming, index),
+            without empty slots. A backend that re-ranks by itself (Milvus) takes these.
+        """
+        self._check_pool_args(candidates, radius)
+        codes = self.index.check_codes(query_codes, "query_codes")
+        if radius is not None:
+            return self.index.range_search(codes, check_int(radius, "radius", minimum=0))
+        n_cand = check_int(candidates, "candidates", minimum=1)
+        if ties and n_cand < len(self.index):
+            return self._pools_with_ties(codes, n_cand)
+        dist, idx = self.index.search(codes, n_cand)  # [q, N'] sorted (hamming, index)
+        return [(d[i != MISSING_INDEX], i[i != MISSING_INDEX]) for d, i in zip(dist, idx, strict=True)]
+
     # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _check_pool_args(candidates: int | None, radius: int | None) -> None:
+        if (candidates is None) == (radius is None):
+            raise ValueError(
+                "give exactly one of candidates= (top-N by Hamming distance) or radius= "
+                "(every item within that Hamming distance) for the coarse stage"
+            )
+
     def _pools_with_ties(self, codes: np.ndarray, n_cand: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Every item within each query's ``n_cand``-th Hamming distance ``t``.
 
@@ -206,7 +218,8 @@ class HierarchicalSearcher:
                 "codes: pass one feature row per indexed code, in the order the codes were added"
             )
 
-    def _check_query_features(self, query_features: np.ndarray, n_queries: int) -> np.ndarray:
+    def check_query_features(self, query_features: np.ndarray, n_queries: int) -> np.ndarray:
+        """``float32[q, d]`` query features, or a ValueError naming the expected shape."""
         qf = np.asarray(query_features)
         if qf.ndim != 2 or qf.dtype.kind != "f":
             raise ValueError(f"query_features must be a float array [q, d], got {qf.dtype} {qf.shape}")

@@ -1,6 +1,8 @@
-"""The Milvus backend against the numpy reference, on the real embedded engine (Milvus Lite 2.5).
+"""The Milvus backend against the numpy reference, on real engines: the embedded Milvus Lite 2.5
+and a Milvus 2.3.5 standalone server (one vector field per collection: the "array" layout).
 
-No mocks: every test talks to a milvus-lite server started from a temporary ``.db`` file.
+No mocks: the tests that take ``uri`` run once on a milvus-lite database from a temporary
+``.db`` file and once on the session's Milvus 2.3.5 server (``milvus_server``, marked slow).
 Milvus's limit of 16,384 results per request is lowered (``MAX_LIMIT``) in some tests so
 that the paths which work around it (id windows, distance bands) run on small data.
 """
@@ -24,10 +26,17 @@ from hashret.index.milvus import MilvusIndex, MilvusUnavailableError  # noqa: E4
 from hashret.search import HierarchicalSearcher  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def uri(tmp_path_factory) -> str:
-    """One embedded database for the module (each new file starts a Milvus Lite server)."""
+@pytest.fixture(scope="module", params=["lite", pytest.param("server", marks=pytest.mark.slow)])
+def uri(request, tmp_path_factory) -> str:
+    """One embedded database for the module (each new file starts a Milvus Lite server), or the
+    session's Milvus 2.3.5 server."""
+    if request.param == "server":
+        return request.getfixturevalue("milvus_server").uri
     return str(tmp_path_factory.mktemp("milvus") / "test.db")
+
+
+def _is_server(uri: str) -> bool:
+    return uri.startswith("http://")
 
 
 def _numpy_index(bits: int, codes: np.ndarray) -> FlatIndex:
@@ -140,16 +149,20 @@ def test_features_metadata_and_hierarchical_search(uri, tied_codes):
     with pytest.raises(ValueError, match=r"features must be float \[3, 12\]"):
         index.add(db[:3], feats[:3, :5])
     index.add(db, feats, items)
+    assert index.layout == ("array" if _is_server(uri) else "vector")  # Milvus 2.3: one vector field
     got = index.get_items([5, 0, 399])
     assert [(m.source, m.label, m.class_name, m.extra) for m in got] == [
         ("img/5.jpg", 0, "class0", {"n": 5}), ("img/0.jpg", 0, "class0", {}),
         ("img/399.jpg", 4, "class4", {"n": 399})]
     np.testing.assert_array_equal(index.get_features([9, 3]), feats[[9, 3]])
     ref = HierarchicalSearcher(_numpy_index(24, db), feats)
+    if index.layout == "array":
+        with pytest.raises(ValueError, match=r"stores its features as an array.*rerank_in='client'"):
+            index.hierarchical_search(q, qf, 10, candidates=60, rerank_in="milvus")
     for pool in ({"candidates": 60}, {"radius": 6}):
         want = ref.search(q, qf, 10, **pool)
         client = index.hierarchical_search(q, qf, 10, rerank_in="client", **pool)
-        inside = index.hierarchical_search(q, qf, 10, rerank_in="milvus", **pool)
+        inside = index.hierarchical_search(q, qf, 10, **pool)  # in Milvus where the layout allows
         for w, c, m in zip(want, client, inside, strict=True):
             np.testing.assert_array_equal(c.indices, w.indices)  # client side: the same arithmetic
             np.testing.assert_array_equal(c.euclidean, w.euclidean)
@@ -174,3 +187,82 @@ def test_rerank_in_milvus_resolves_ties_like_the_reference(uri, monkeypatch):
         want = ref.search(q, qf, k, candidates=120)
         for w, g in zip(want, index.hierarchical_search(q, qf, k, candidates=120), strict=True):
             np.testing.assert_array_equal(g.indices, w.indices)
+
+
+def test_layout_is_chosen_recorded_and_kept(uri, random_codes, rng):
+    """Auto: "vector" where the engine holds several vector fields (Milvus Lite 2.5), else
+    "array" (Milvus 2.3); reopening keeps the recorded layout; a layout the server cannot
+    store, or another than the collection's, is refused with the fix."""
+    db = random_codes(rng, 30, 16)
+    feats = rng.standard_normal((30, 5)).astype(np.float32)
+    auto = MilvusIndex(16, uri=uri, collection="layout_auto", feature_dim=5, overwrite=True)
+    auto.add(db, feats)
+    want = "array" if _is_server(uri) else "vector"
+    assert auto.layout == want and auto.info()["layout"] == want
+    desc = milvus_mod.connect(uri).describe_collection("layout_auto")["description"]
+    assert desc == f"hashret: 16-bit codes, 5-d features in the {want!r} layout"
+    again = MilvusIndex(16, uri=uri, collection="layout_auto")
+    assert again.layout == want and again.feature_dim == 5
+    np.testing.assert_array_equal(again.get_features([29, 0]), feats[[29, 0]])  # float32 round trip
+    other = "vector" if want == "array" else "array"
+    with pytest.raises(ValueError, match=f"stores its features in the {want!r} layout, not {other!r}"):
+        MilvusIndex(16, uri=uri, collection="layout_auto", layout=other)
+    if _is_server(uri):
+        with pytest.raises(ValueError, match=r"Milvus v2\.3\.5-lite at http://127\.0\.0\.1:\d+ keeps one "
+                                             r"vector field per collection.*upgrade the server to Milvus"):
+            MilvusIndex(16, uri=uri, collection="layout_vec", feature_dim=5, layout="vector", overwrite=True)
+    else:
+        arr = MilvusIndex(16, uri=uri, collection="layout_arr", feature_dim=5, layout="array", overwrite=True)
+        arr.add(db, feats)
+        assert MilvusIndex(16, uri=uri, collection="layout_arr").layout == "array"
+        with pytest.raises(KeyError, match="no item with id 999"):  # an empty answer (lite 2.5.1 quirk)
+            arr.get_features([999])
+    with pytest.raises(ValueError, match=r"5000-d features exceed the 4096 values a Milvus ARRAY holds"):
+        MilvusIndex(16, uri=uri, collection="layout_big", feature_dim=5000, layout="array", overwrite=True)
+    with pytest.raises(ValueError, match="layout must be one of vector, array"):
+        MilvusIndex(16, uri=uri, collection="layout_bad", feature_dim=5, layout="json")
+    codes_only = MilvusIndex(16, uri=uri, collection="layout_none", overwrite=True)
+    assert codes_only.layout is None
+
+
+def test_open_an_existing_collection_or_say_how_to_load_one(uri, random_codes, rng):
+    MilvusIndex(24, uri=uri, collection="opened", feature_dim=3, overwrite=True).add(
+        random_codes(rng, 5, 24), np.ones((5, 3), np.float32))
+    index = MilvusIndex.open(uri, "opened")
+    assert (index.bits, index.feature_dim, len(index)) == (24, 3, 5)
+    where = uri if _is_server(uri) else uri
+    with pytest.raises(LookupError, match=r"no hashret collection 'nothing_here' at .*`hashret index "
+                                          r"load-shards SHARDS_DIR --milvus milvus://HOST:PORT/nothing_here`"):
+        MilvusIndex.open(where, "nothing_here")
+    if _is_server(uri):
+        hostport = uri.removeprefix("http://")
+        assert len(MilvusIndex.open(f"milvus://{hostport}/opened")) == 5
+        with pytest.raises(ValueError, match="names collection 'opened', --collection 'other'"):
+            MilvusIndex.open(f"milvus://{hostport}/opened", "other")
+
+
+@pytest.mark.parametrize("text, uri, collection", [
+    ("milvus://127.0.0.1:19530/hashret", "http://127.0.0.1:19530", "hashret"),
+    ("milvus://milvus.example:443/images_v2/", "http://milvus.example:443", "images_v2"),
+    ("milvus://localhost", "http://localhost:19530", None),
+    ("milvus+https://db.example:19530/c", "https://db.example:19530", "c"),
+    ("milvus://[::1]:19531/c", "http://[::1]:19531", "c"),
+    ("http://host:19530", "http://host:19530", None),
+    ("index.db", "index.db", None),
+])
+def test_parse_milvus_uri(text, uri, collection):
+    assert milvus_mod.parse_milvus_uri(text) == milvus_mod.MilvusLocation(uri, collection)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("milvus://user:secret@host:19530/c", "put the credentials in --token user:password"),
+    ("milvus://host:port/c", "bad port"),
+    ("milvus://host:19530/bad-name", "'bad-name' is not a valid collection name"),
+    ("milvus://host:19530/a/b", "'a/b' is not a valid collection name"),
+    ("milvus://host:19530/hashret_collections", "not a valid collection name"),
+    ("milvus:///c", "is not a Milvus location: use milvus://HOST:PORT/COLLECTION"),
+    ("milvus://host:19530/c?x=1", "is not a Milvus location"),
+])
+def test_parse_milvus_uri_errors(text, message):
+    with pytest.raises(ValueError, match=message.replace("?", r"\?")):
+        milvus_mod.parse_milvus_uri(text)

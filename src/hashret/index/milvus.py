@@ -14,15 +14,27 @@ One collection per index, one record per item::
 
     id        INT64 primary key   hashret's id: insertion order 0, 1, ... (never reused)
     code      BINARY_VECTOR       the packed code (8 * nbytes bits), BIN_FLAT / HAMMING
-    features  FLOAT_VECTOR        float32 re-rank features (only with feature_dim), FLAT / L2
+    features  FLOAT_VECTOR        float32 re-rank features (only with feature_dim), FLAT / L2,
+                                  in the "vector" layout (Milvus 2.4+ and Milvus Lite 2.5)
+              or ARRAY of FLOAT   in the "array" layout (Milvus 2.3: one vector field per
+                                  collection; at most 4,096 dimensions)
     source    VARCHAR             where the item came from
     label     INT64               class index, -1 when unknown
     class_name VARCHAR            class name, "" when unknown
     extra     VARCHAR             any other per-item fields, as JSON text ("" when none; a
                                   JSON field costs about twice the insert time of the rest)
 
+**Layouts.** Milvus before 2.4 refuses a second vector field in a collection ("multiple
+vector fields is not supported"), so where the server is older (its version, or a probe
+when it does not say), features are stored as a scalar ``ARRAY`` of float32 and the
+re-rank runs in the client on the fetched features (exact float32 arithmetic, as the
+numpy reference). On 2.4+ the features are a ``FLOAT_VECTOR`` and the re-rank may run
+inside Milvus. The layout chosen is recorded (hashret's record and the collection's
+description), so a reopened collection keeps it; ``layout=`` forces one, and a server
+that lacks what it needs is refused with the fix named.
+
 Next to them, the collection ``hashret_collections`` keeps one record per hashret
-collection: code length, feature dimension, the next id and a state, ``"ready"`` or
+collection: code length, feature dimension, layout, the next id and a state, ``"ready"`` or
 ``"loading"``. A bulk load (:mod:`hashret.shards`) marks its collection ``"loading"``
 until the last row is in; opening a loading collection fails, so nothing half-loaded is
 ever searched as if complete.
@@ -49,7 +61,8 @@ costs one top-k search plus one range search of one distance.
 candidates and re-ranks them by Euclidean distance on the stored features, either inside
 Milvus (a float search filtered to the candidate ids, one request per query) or in the
 client (the candidates' features fetched, distances computed by
-:class:`hashret.search.HierarchicalSearcher`). ``benchmarks/milvus.py`` measures both.
+:class:`hashret.search.HierarchicalSearcher`); the ``"array"`` layout re-ranks in the
+client only. ``benchmarks/milvus.py`` and ``benchmarks/milvus_server.py`` measure them.
 
 Writers: one at a time per collection (ids are assigned by the client). Milvus Lite
 opens a database file in one process at a time.
@@ -58,7 +71,9 @@ opens a database file in one process at a time.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -66,7 +81,8 @@ import time
 import uuid
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -90,6 +106,15 @@ _MAX_RESULTS = 1 << 20
 #: time that grows faster than its size (10,000 rows of 128-d features: 14 s in one request,
 #: 3 s in requests of 1 MiB); 1 MiB costs nothing measurable with codes only.
 _INSERT_BYTES = 1 << 20
+#: Searches and fetches read at Session consistency: they see this process's writes and (the
+#: strong query made when a collection is opened having synced it) everything written before
+#: the open. Strong reads wait for the server's next time tick: about 0.2 s per request on a
+#: Milvus 2.3 server (1.5-3 ms at Session); the loading protocol's counts stay Strong.
+_SESSION = "Session"
+#: Largest ARRAY capacity of Milvus 2.3 (and so the "array" layout's feature dimension).
+ARRAY_CAPACITY = 4096
+#: How features are stored: a FLOAT_VECTOR field (2.4+), or a scalar ARRAY of FLOAT (2.3+).
+LAYOUTS = ("vector", "array")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 _INSTALL = "pip install 'hashret[milvus]'"
 
@@ -99,6 +124,122 @@ _temp_dir: list[Path] = []
 
 class MilvusUnavailableError(RuntimeError):
     """Milvus cannot be reached at the given URI."""
+
+
+@dataclass(frozen=True)
+class MilvusLocation:
+    """Where a collection lives: ``uri`` as :func:`connect` takes it, and maybe its name."""
+
+    uri: str
+    collection: str | None
+
+
+def parse_milvus_uri(text: str) -> MilvusLocation:
+    """Read a Milvus location as the CLI takes it (``--milvus``).
+
+    * ``milvus://HOST:PORT/COLLECTION`` (or ``milvus://HOST:PORT``): a server, plain
+      HTTP/2 (``http://HOST:PORT``); the port defaults to 19530. ``milvus+https://`` for TLS.
+    * ``http://HOST:PORT`` / ``https://...``: a server, as pymilvus takes it (its path, if
+      any, is a database name to pymilvus, not a collection).
+    * ``FILE.db``: an embedded Milvus Lite database.
+
+    Credentials go in ``--token``, never in the URI.
+
+    Raises:
+        ValueError: a malformed ``milvus://`` URI (names the expected form).
+    """
+    from urllib.parse import urlsplit
+
+    text = str(text).strip()
+    form = "milvus://HOST:PORT/COLLECTION (e.g. milvus://127.0.0.1:19530/hashret)"
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme not in ("milvus", "milvus+https"):
+        return MilvusLocation(text, None)
+    parts = urlsplit(text)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"--milvus {text}: put the credentials in --token user:password, not in the URI "
+                         f"({form})")
+    try:
+        port = parts.port or 19530
+    except ValueError as e:
+        raise ValueError(f"--milvus {text} has a bad port: use {form}") from e
+    host = parts.hostname
+    if not host or parts.query or parts.fragment:
+        raise ValueError(f"--milvus {text} is not a Milvus location: use {form}")
+    name = parts.path.strip("/") or None
+    if name is not None and (not _NAME.match(name) or name == REGISTRY):
+        raise ValueError(f"--milvus {text}: {name!r} is not a valid collection name (letters, digits and "
+                         f"'_', starting with a letter or '_'): use {form}")
+    host = f"[{host}]" if ":" in host else host  # IPv6
+    http = "https" if scheme == "milvus+https" else "http"
+    return MilvusLocation(f"{http}://{host}:{port}", name)
+
+
+@dataclass(frozen=True)
+class ServerFeatures:
+    """What a Milvus engine can store: ``version`` (as it reports it, or how it was found)."""
+
+    version: str
+    multiple_vectors: bool  # several vector fields in one collection (2.4+)
+    arrays: bool  # scalar ARRAY fields (2.3+)
+
+
+def server_features(client: Any, uri: str) -> ServerFeatures:
+    """The engine's version and the two capabilities the layouts need.
+
+    Milvus Lite 2.5 (a ``.db`` file) has both. A server is asked its version; one that
+    does not say (or says something unreadable) is probed with a throw-away collection.
+    """
+    if re.match(r"^(https?|tcp|grpc|unix)://", uri, re.IGNORECASE) is None:
+        return ServerFeatures("milvus-lite", True, True)
+    pymilvus = import_pymilvus()
+    try:
+        with _quiet_pymilvus():
+            version = str(client.get_server_version())
+    except pymilvus.MilvusException:
+        version = ""
+    except Exception as e:  # noqa: BLE001 - grpc's UNIMPLEMENTED is not a MilvusException
+        if "UNIMPLEMENTED" not in str(e):
+            raise
+        version = ""
+    m = re.search(r"(\d+)\.(\d+)\.(\d+)", version)
+    if m:
+        v = tuple(int(x) for x in m.groups())
+        return ServerFeatures(version, v >= (2, 4, 0), v >= (2, 3, 0))
+    dt = pymilvus.DataType
+    multi = _probe(client, lambda s: s.add_field("b", dt.FLOAT_VECTOR, dim=2))
+    arrays = multi or _probe(client, lambda s: s.add_field("b", dt.ARRAY, element_type=dt.FLOAT,
+                                                              max_capacity=2))
+    return ServerFeatures(f"unknown (probed: {uri})", multi, arrays)
+
+
+def _probe(client: Any, add_field: Any) -> bool:
+    """Whether the engine accepts a collection of a float vector plus the field added."""
+    pymilvus = import_pymilvus()
+    name = f"hashret_probe_{uuid.uuid4().hex[:12]}"
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", pymilvus.DataType.INT64, is_primary=True)
+    schema.add_field("a", pymilvus.DataType.FLOAT_VECTOR, dim=2)
+    add_field(schema)
+    try:
+        with _quiet_pymilvus():
+            client.create_collection(name, schema=schema)
+    except pymilvus.MilvusException:
+        return False
+    client.drop_collection(name)
+    return True
+
+
+@contextlib.contextmanager
+def _quiet_pymilvus() -> Iterator[None]:
+    """Silence pymilvus's error log for a call whose failure is an expected answer."""
+    logger = logging.getLogger("pymilvus")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def import_pymilvus() -> ModuleType:
@@ -165,8 +306,9 @@ def connect(uri: str | None = None, token: str | None = None, *, timeout: float 
         where = f"a Milvus server at {uri}" if remote else f"the embedded Milvus Lite database {uri}"
         raise MilvusUnavailableError(
             f"cannot connect to {where} ({e.message}): check that the server runs and the URI and "
-            "token are right (`docker compose up -d` with Milvus's standalone compose file starts "
-            "one on port 19530), or use a local file (--milvus FILE.db) for the embedded engine"
+            "token are right (`milvus-server --data DIR --proxy-port 19530`, from pip install "
+            "'hashret[milvus-server]', or Docker with Milvus's standalone compose file, starts one on port "
+            "19530), or use a local file (--milvus FILE.db) for the embedded engine"
         ) from e
     _clients[key] = client
     return client
@@ -190,14 +332,19 @@ class MilvusIndex(HammingIndex):
             temporary one, dropped when this object is garbage-collected.
         feature_dim: store ``float32[d]`` features per item for the re-rank (fixed when
             the collection is created; ``None`` when opening takes the collection's).
+        layout: how features are stored, ``"vector"`` (a FLOAT_VECTOR field; Milvus 2.4+)
+            or ``"array"`` (a scalar ARRAY field, re-rank in the client; Milvus 2.3+);
+            ``None``: ``"vector"`` where the engine allows it, else ``"array"``. An
+            existing collection keeps the layout it was made with.
         overwrite: drop an existing collection of that name first.
         timeout: seconds to wait for the connection and for a new collection to load.
 
     Raises:
         ImportError: pymilvus / milvus-lite missing (``pip install 'hashret[milvus]'``).
         MilvusUnavailableError: Milvus unreachable at ``uri``.
-        ValueError: a bad collection name; an existing collection of another code length
-            or feature dimension, not made by hashret, or left half-loaded by a bulk load.
+        ValueError: a bad collection name; an existing collection of another code length,
+            feature dimension or layout, not made by hashret, or left half-loaded by a bulk
+            load; a layout the server cannot store.
     """
 
     name: ClassVar[str] = "milvus"
@@ -205,24 +352,53 @@ class MilvusIndex(HammingIndex):
     exact_range: ClassVar[bool] = True
 
     def __init__(self, bits: int, *, uri: str | None = None, token: str | None = None,
-                 collection: str | None = None, feature_dim: int | None = None,
+                 collection: str | None = None, feature_dim: int | None = None, layout: str | None = None,
                  overwrite: bool = False, timeout: float = 30.0) -> None:
         super().__init__(bits)
-        self._open(uri, token, collection, feature_dim, overwrite=overwrite, timeout=timeout, loading=False)
+        self._open(uri, token, collection, feature_dim, layout, overwrite=overwrite, timeout=timeout,
+                   loading=False)
 
     @classmethod
     def open_for_loading(cls, bits: int, *, uri: str | None, token: str | None, collection: str,
-                         feature_dim: int | None, timeout: float = 30.0) -> MilvusIndex:
+                         feature_dim: int | None, layout: str | None = None,
+                         timeout: float = 30.0) -> MilvusIndex:
         """Create or reopen ``collection`` in the ``"loading"`` state (bulk loads only; see
         :func:`hashret.shards.load_shards_milvus`). :meth:`mark_ready` ends it."""
         self = cls.__new__(cls)
         HammingIndex.__init__(self, bits)
-        self._open(uri, token, collection, feature_dim, overwrite=False, timeout=timeout, loading=True)
+        self._open(uri, token, collection, feature_dim, layout, overwrite=False, timeout=timeout,
+                   loading=True)
         return self
+
+    @classmethod
+    def open(cls, uri: str, collection: str = "", *, token: str | None = None,
+             timeout: float = 30.0) -> MilvusIndex:
+        """Open an existing hashret collection; its code length and features come from its record.
+
+        ``uri`` may be a ``milvus://HOST:PORT/COLLECTION`` location (:func:`parse_milvus_uri`),
+        whose collection must then agree with ``collection`` (or ``collection=""``).
+
+        Raises:
+            LookupError: no hashret collection of that name there (names the load command).
+            MilvusUnavailableError, ValueError: as for the constructor.
+        """
+        loc = parse_milvus_uri(uri)
+        if loc.collection and collection and loc.collection != collection:
+            raise ValueError(f"--milvus {uri} names collection {loc.collection!r}, --collection "
+                             f"{collection!r}: give one of them")
+        name = loc.collection or collection
+        client = connect(loc.uri, token, timeout=timeout)
+        record = read_record(client, name) if name and client.has_collection(name) else None
+        if record is None:
+            raise LookupError(
+                f"no hashret collection {name!r} at {loc.uri}: load one with `hashret index load-shards "
+                f"SHARDS_DIR --milvus milvus://HOST:PORT/{name or 'COLLECTION'}`, or check the name"
+            )
+        return cls(int(record["bits"]), uri=loc.uri, token=token, collection=name, timeout=timeout)
 
     # ------------------------------------------------------------------ connection
     def _open(self, uri: str | None, token: str | None, collection: str | None, feature_dim: int | None,
-              *, overwrite: bool, timeout: float, loading: bool) -> None:
+              layout: str | None, *, overwrite: bool, timeout: float, loading: bool) -> None:
         self.uri = temporary_uri() if uri is None else str(uri)
         self.timeout = float(timeout)
         self.client = connect(self.uri, token, timeout=timeout)
@@ -236,6 +412,9 @@ class MilvusIndex(HammingIndex):
         self.collection = name
         if feature_dim is not None:
             feature_dim = check_int(feature_dim, "feature_dim", minimum=1)
+        if layout is not None and layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} (or None: chosen by the server's "
+                             f"version), got {layout!r}")
         self._ensure_registry()
         record = self._record()
         exists = self.client.has_collection(name)
@@ -243,8 +422,9 @@ class MilvusIndex(HammingIndex):
             self.client.drop_collection(name)
             exists = False
         if exists:
-            self._check_record(record, feature_dim, loading)
+            self._check_record(record, feature_dim, layout, loading)
             self.feature_dim: int | None = record.get("feature_dim")
+            self.layout: str | None = _record_layout(record)
             self.build: dict[str, Any] | None = record.get("build")
             self._state = "loading" if loading else record["state"]
             self._next_id = int(record["next_id"])
@@ -252,6 +432,7 @@ class MilvusIndex(HammingIndex):
             self._repair_next_id()
         else:
             self.feature_dim = feature_dim
+            self.layout = None if feature_dim is None else self._choose_layout(layout, feature_dim)
             self.build = None
             self._state = "loading" if loading else "ready"
             self._next_id = 0
@@ -261,7 +442,33 @@ class MilvusIndex(HammingIndex):
             fin = weakref.finalize(self, _drop_quietly, self.client, name)
             fin.atexit = False
 
-    def _check_record(self, record: dict[str, Any] | None, feature_dim: int | None, loading: bool) -> None:
+    def _choose_layout(self, wanted: str | None, feature_dim: int) -> str:
+        """The features' layout for a new collection on this engine (or a ValueError with the fix)."""
+        caps = server_features(self.client, self.uri)
+        where = f"Milvus {caps.version} at {self.uri}"
+        if wanted is None:
+            wanted = "vector" if caps.multiple_vectors else "array"
+        if wanted == "vector" and not caps.multiple_vectors:
+            raise ValueError(
+                f"{where} keeps one vector field per collection (Milvus before 2.4), so it cannot store the "
+                "re-rank features as a vector: leave the layout to hashret (layout=None: the 'array' layout, "
+                "re-rank in the client), or upgrade the server to Milvus 2.4 or newer"
+            )
+        if wanted == "array" and not caps.arrays:
+            raise ValueError(
+                f"{where} has no ARRAY fields (Milvus before 2.3) to store the re-rank features: upgrade the "
+                "server to Milvus 2.3 or newer, or load the codes without features"
+            )
+        if wanted == "array" and feature_dim > ARRAY_CAPACITY:
+            raise ValueError(
+                f"{feature_dim}-d features exceed the {ARRAY_CAPACITY} values a Milvus ARRAY holds ('array' "
+                f"layout, used by {where}): store fewer feature dimensions, or use Milvus 2.4 or newer "
+                "(the 'vector' layout)"
+            )
+        return wanted
+
+    def _check_record(self, record: dict[str, Any] | None, feature_dim: int | None, layout: str | None,
+                      loading: bool) -> None:
         name = self.collection
         if record is None:
             raise ValueError(
@@ -277,6 +484,12 @@ class MilvusIndex(HammingIndex):
             raise ValueError(
                 f"Milvus collection {name!r} stores features of dimension {record.get('feature_dim')}, "
                 f"not {feature_dim}: choose another --collection, or pass --overwrite to replace it"
+            )
+        have = _record_layout(record)
+        if layout is not None and have is not None and have != layout:
+            raise ValueError(
+                f"Milvus collection {name!r} stores its features in the {have!r} layout, not {layout!r}: "
+                "open it without a layout, or pass --overwrite to replace it"
             )
         if record["state"] == "loading" and not loading:
             raise ValueError(
@@ -300,20 +513,24 @@ class MilvusIndex(HammingIndex):
         return read_record(self.client, self.collection)
 
     def _write_record(self) -> None:
-        info = {"bits": self.bits, "feature_dim": self.feature_dim, "next_id": self._next_id,
-                "state": self._state, "build": self.build, "format": 1}
+        info = {"bits": self.bits, "feature_dim": self.feature_dim, "layout": self.layout,
+                "next_id": self._next_id, "state": self._state, "build": self.build, "format": 1}
         self.client.upsert(REGISTRY, [{"name": self.collection, "info": info, "v": [0.0, 0.0]}])
 
     def _create(self) -> None:
         dt = import_pymilvus().DataType
-        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        about = f"hashret: {self.bits}-bit codes" + (
+            f", {self.feature_dim}-d features in the {self.layout!r} layout" if self.feature_dim else "")
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False, description=about)
         schema.add_field("id", dt.INT64, is_primary=True)
         schema.add_field("code", dt.BINARY_VECTOR, dim=self.dim)
         params = self.client.prepare_index_params()
         params.add_index("code", index_type="BIN_FLAT", metric_type="HAMMING")
-        if self.feature_dim is not None:
+        if self.feature_dim is not None and self.layout == "vector":
             schema.add_field("features", dt.FLOAT_VECTOR, dim=self.feature_dim)
             params.add_index("features", index_type="FLAT", metric_type="L2")
+        elif self.feature_dim is not None:  # "array": one vector field per collection (Milvus 2.3)
+            schema.add_field("features", dt.ARRAY, element_type=dt.FLOAT, max_capacity=self.feature_dim)
         schema.add_field("source", dt.VARCHAR, max_length=65535)
         schema.add_field("label", dt.INT64)
         schema.add_field("class_name", dt.VARCHAR, max_length=1024)
@@ -345,8 +562,7 @@ class MilvusIndex(HammingIndex):
     def _repair_next_id(self) -> None:
         """Ids beyond the recorded next id (an add that died before updating the record)."""
         while True:
-            rows = self.client.query(self.collection, filter=f"id >= {self._next_id}", output_fields=["id"],
-                                     limit=MAX_LIMIT)
+            rows = self._query(f"id >= {self._next_id}", ["id"], MAX_LIMIT, consistency_level="Strong")
             if not rows:
                 return
             self._next_id = max(int(r["id"]) for r in rows) + 1
@@ -355,7 +571,8 @@ class MilvusIndex(HammingIndex):
 
     # ------------------------------------------------------------------ properties
     def __len__(self) -> int:
-        res = self.client.query(self.collection, filter="", output_fields=["count(*)"])
+        res = self.client.query(self.collection, filter="", output_fields=["count(*)"],
+                                consistency_level=_SESSION)
         return int(res[0]["count(*)"])
 
     @property
@@ -369,10 +586,10 @@ class MilvusIndex(HammingIndex):
         return self._state
 
     def info(self) -> dict[str, Any]:
-        """A summary: uri, collection, bits, feature dimension, items, next id, state."""
+        """A summary: uri, collection, bits, feature dimension, layout, items, next id, state."""
         return {"uri": self.uri, "collection": self.collection, "bits": self.bits,
-                "feature_dim": self.feature_dim, "items": len(self), "next_id": self._next_id,
-                "state": self._state}
+                "feature_dim": self.feature_dim, "layout": self.layout, "items": len(self),
+                "next_id": self._next_id, "state": self._state}
 
     # ------------------------------------------------------------------ writing
     def add(self, codes: np.ndarray, features: np.ndarray | None = None,
@@ -419,7 +636,8 @@ class MilvusIndex(HammingIndex):
                 [m.class_name or "" for m in meta] if meta else [""] * n,
                 [json.dumps(m.extra) if m.extra else "" for m in meta] if meta else [""] * n,
             ]
-            self._collection_orm().insert(columns)  # columnar: about twice as fast as row dicts
+            with self._writing("inserting rows"):
+                self._collection_orm().insert(columns)  # columnar: about twice as fast as row dicts
         self._next_id = max(self._next_id, int(ids[-1]) + 1) if len(ids) else self._next_id
 
     def remove(self, ids: Sequence[int] | np.ndarray) -> int:
@@ -434,8 +652,7 @@ class MilvusIndex(HammingIndex):
         found = set()
         for lo in range(0, len(ids), MAX_LIMIT):
             chunk = ids[lo : lo + MAX_LIMIT]
-            rows = self.client.query(self.collection, filter=_id_in(chunk), output_fields=["id"],
-                                     limit=len(chunk))
+            rows = self._query(_id_in(chunk), ["id"], len(chunk), consistency_level="Strong")
             found.update(int(r["id"]) for r in rows)
         missing = [int(i) for i in ids if int(i) not in found]
         if missing:
@@ -477,6 +694,23 @@ class MilvusIndex(HammingIndex):
 
     def _add(self, codes: np.ndarray) -> None:  # pragma: no cover - add() is overridden
         self.add(codes)
+
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """A write that fails because the server went away: a MilvusUnavailableError saying what
+        is left (nothing is searchable half-written: the record keeps the old count or "loading")."""
+        pymilvus = import_pymilvus()
+        try:
+            yield
+        except pymilvus.MilvusException as e:
+            if self._state == "loading":
+                then = ("the collection stays marked as loading: start Milvus again and run the same "
+                        "`hashret index load-shards` command to resume")
+            else:
+                then = ("some of this add's items may be in: start Milvus again (reopening the collection "
+                        "counts them) and check what it holds before adding again")
+            raise MilvusUnavailableError(f"Milvus at {self.uri} failed while {what} into collection "
+                                         f"{self.collection!r} ({e.message}): {then}") from e
 
     def _collection_orm(self) -> Any:
         if self._orm is None:
@@ -525,13 +759,27 @@ class MilvusIndex(HammingIndex):
         rows = self._fetch(ids, ["features"])
         return np.asarray([r["features"] for r in rows], dtype=np.float32).reshape(len(ids), self.feature_dim)
 
+    def _query(self, filter: str, fields: list[str], limit: int, **kw: Any) -> list[dict[str, Any]]:
+        """``client.query``; an empty answer of Milvus Lite 2.5.1 on a collection with an ARRAY
+        field fails to parse in pymilvus ("Unsupported data type: 0"): confirmed empty by a count."""
+        pymilvus = import_pymilvus()
+        try:
+            return list(self.client.query(self.collection, filter=filter, output_fields=fields, limit=limit,
+                                          **kw))
+        except pymilvus.MilvusException as e:
+            if "Unsupported data type: 0" not in str(e.message):
+                raise
+            res = self.client.query(self.collection, filter=filter, output_fields=["count(*)"], **kw)
+            if int(res[0]["count(*)"]):
+                raise
+            return []
+
     def _fetch(self, ids: np.ndarray, fields: list[str]) -> list[dict[str, Any]]:
         uniq = np.unique(ids)
         found: dict[int, dict[str, Any]] = {}
         for lo in range(0, len(uniq), MAX_LIMIT):
             chunk = uniq[lo : lo + MAX_LIMIT]
-            for r in self.client.query(self.collection, filter=_id_in(chunk), output_fields=fields,
-                                       limit=len(chunk)):
+            for r in self._query(_id_in(chunk), fields, len(chunk), consistency_level=_SESSION):
                 found[int(r["id"])] = r
         missing = [int(i) for i in uniq if int(i) not in found]
         if missing:
@@ -588,7 +836,7 @@ class MilvusIndex(HammingIndex):
         for lo in range(0, len(queries), step):
             res = self.client.search(self.collection, data=[bytes(q) for q in queries[lo : lo + step]],
                                      anns_field="code", limit=limit, output_fields=[],
-                                     search_params={"metric_type": "HAMMING"})
+                                     search_params={"metric_type": "HAMMING"}, consistency_level=_SESSION)
             for row, hits in enumerate(res, start=lo):
                 if len(hits.ids) != limit:
                     raise RuntimeError(
@@ -617,7 +865,7 @@ class MilvusIndex(HammingIndex):
                 part = rows[start : start + step]
                 res = self.client.search(self.collection, data=[bytes(q) for q in queries[part]],
                                          anns_field="code", limit=MAX_LIMIT, filter=window,
-                                         output_fields=[], search_params=params)
+                                         output_fields=[], search_params=params, consistency_level=_SESSION)
                 for row, hits in zip(part, res, strict=True):
                     if len(hits.ids) >= MAX_LIMIT and b - a > MAX_LIMIT:
                         full.append(row)  # maybe cut: ask the halves
@@ -633,7 +881,7 @@ class MilvusIndex(HammingIndex):
     # ------------------------------------------------------------------ hierarchical search
     def hierarchical_search(self, query_codes: np.ndarray, query_features: np.ndarray | None, k: int, *,
                             candidates: int | None = None, radius: int | None = None, rerank: bool = True,
-                            rerank_in: str = "milvus") -> list[SearchResult]:
+                            ties: bool = False, rerank_in: str | None = None) -> list[SearchResult]:
         """Coarse Hamming candidates, then a Euclidean re-rank on the stored features.
 
         Args:
@@ -643,8 +891,12 @@ class MilvusIndex(HammingIndex):
             candidates: pool = top-N by Hamming distance (default ``max(k, 1000)`` with
                 ``rerank``, else ``k``); or ``radius``: every item within that distance.
             rerank: ``False`` returns the pool's first ``k`` in Hamming order.
+            ties: widen a top-N pool to every item at its N-th Hamming distance (as
+                :meth:`hashret.search.HierarchicalSearcher.search`).
             rerank_in: ``"milvus"``: one float search per query filtered to its candidate
-                ids; ``"client"``: the candidates' features are fetched and compared here.
+                ids (the ``"vector"`` layout only); ``"client"``: the candidates' features
+                are fetched and compared here. ``None``: ``"milvus"`` for the ``"vector"``
+                layout, ``"client"`` for ``"array"``.
 
         Returns:
             one :class:`hashret.search.SearchResult` per query (indices are ids), sorted by
@@ -653,14 +905,21 @@ class MilvusIndex(HammingIndex):
             last bits (an order can swap where two distances are that close).
 
         Raises:
-            ValueError: no features stored, bad arguments, an empty collection.
+            ValueError: no features stored, bad arguments, an empty collection, or
+                ``rerank_in="milvus"`` on the ``"array"`` layout.
         """
         k = check_int(k, "k", minimum=1)
+        if rerank_in is None:
+            rerank_in = "milvus" if self.layout == "vector" else "client"
         if rerank_in not in ("milvus", "client"):
             raise ValueError(f"rerank_in must be 'milvus' or 'client', got {rerank_in!r}")
         if rerank and self.feature_dim is None:
             raise ValueError(f"Milvus collection {self.collection!r} stores no features to re-rank on: "
                              "create it with feature_dim=d, or search with rerank=False")
+        if rerank and rerank_in == "milvus" and self.layout != "vector":
+            raise ValueError(f"Milvus collection {self.collection!r} stores its features as an array (the "
+                             f"{self.layout!r} layout, for Milvus before 2.4), which Milvus cannot compare: "
+                             "re-rank with rerank_in='client' (the default for this layout)")
         if radius is None and candidates is None:
             candidates = max(k, 1000) if rerank else k
         from hashret.search import HierarchicalSearcher  # hashret.search imports hashret.index
@@ -669,17 +928,10 @@ class MilvusIndex(HammingIndex):
         searcher = HierarchicalSearcher(self, view)
         if not rerank or rerank_in == "client":
             return searcher.search(query_codes, query_features, k, candidates=candidates, radius=radius,
-                                   rerank=rerank)
+                                   rerank=rerank, ties=ties)
         codes = self.check_codes(query_codes, "query_codes")
-        qf = searcher._check_query_features(query_features, len(codes))
-        if (candidates is None) == (radius is None):
-            raise ValueError("give exactly one of candidates= (top-N by Hamming distance) or radius= "
-                             "(every item within that Hamming distance) for the coarse stage")
-        if candidates is not None:
-            dist, idx = self.search(codes, check_int(candidates, "candidates", minimum=1))
-            pools = list(zip(dist, idx, strict=True))  # exact: no empty slots
-        else:
-            pools = self.range_search(codes, check_int(radius, "radius", minimum=0))
+        qf = searcher.check_query_features(query_features, len(codes))
+        pools = searcher.pools(codes, candidates=candidates, radius=radius, ties=ties)
         return [self._rerank_in_milvus(q, d, i, k) for q, (d, i) in zip(qf, pools, strict=True)]
 
     def _rerank_in_milvus(self, query: np.ndarray, hamming: np.ndarray, ids: np.ndarray,
@@ -707,7 +959,7 @@ class MilvusIndex(HammingIndex):
     def _l2_search(self, query: np.ndarray, ids: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
         res = self.client.search(self.collection, data=[query.astype(np.float32)], anns_field="features",
                                  limit=limit, filter=_id_in(ids), output_fields=[],
-                                 search_params={"metric_type": "L2"})
+                                 search_params={"metric_type": "L2"}, consistency_level=_SESSION)
         return np.asarray(res[0].ids, np.int64), np.asarray(res[0].distances, np.float32)
 
 
@@ -726,6 +978,13 @@ class _FeatureView:
 
     def __getitem__(self, ids: np.ndarray) -> np.ndarray:
         return self.index.get_features(ids)
+
+
+def _record_layout(record: dict[str, Any]) -> str | None:
+    """The features' layout a record names (records before layouts: "vector")."""
+    if record.get("feature_dim") is None:
+        return None
+    return record.get("layout") or "vector"
 
 
 def read_record(client: Any, collection: str) -> dict[str, Any] | None:
