@@ -78,19 +78,30 @@ def encode(activations: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return pack(binarize(activations, threshold))
 
 
-def check_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+def check_codes(codes: np.ndarray, bits: int, what: str = "codes") -> np.ndarray:
     """Check that ``codes`` are packed codes of ``bits`` bits; return them C-contiguous.
 
+    The whole convention is checked: ``uint8``, shape ``[n, ceil(bits/8)]`` and zero padding
+    bits (the top ``8 * nbytes - bits`` bits of the last byte).
+
     Raises:
-        ValueError: wrong dtype, rank or width, naming the expected shape.
+        ValueError: wrong dtype, rank or width, or padding bits set; the message names
+            ``what``, the expected shape and the fix.
     """
     c = np.asarray(codes)
+    nbytes = n_bytes(bits)
+    expected = f"uint8[n, {nbytes}] (packed {bits}-bit codes)"
     if c.dtype != np.uint8:
-        raise ValueError(f"packed codes must be uint8, got {c.dtype}; use hashret.codes.pack()")
-    if c.ndim != 2 or c.shape[1] != n_bytes(bits):
-        raise ValueError(
-            f"packed codes of {bits} bits must have shape [n, {n_bytes(bits)}], got {c.shape}"
-        )
+        raise ValueError(f"{what} must be {expected}, got dtype {c.dtype}: pack 0/1 bits with "
+                         "hashret.codes.pack() or encode activations with hashret.codes.encode()")
+    if c.ndim != 2 or c.shape[1] != nbytes:
+        hint = " (one code: pass codes[None])" if c.ndim == 1 else ""
+        raise ValueError(f"{what} must be {expected}, got shape {c.shape}{hint}: encode the database "
+                         f"and the queries with the same code length (bits={bits})")
+    pad = 8 * nbytes - bits
+    if pad and len(c) and (c[:, -1] >> (8 - pad)).any():
+        raise ValueError(f"{what} have non-zero padding bits: {bits}-bit codes leave the top {pad} bits "
+                         "of the last byte at 0; pack codes with hashret.codes.pack()")
     return np.ascontiguousarray(c)
 
 

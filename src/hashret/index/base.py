@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from hashret.codes import check_bits, n_bytes
+from hashret.codes import check_bits, check_codes, n_bytes
 
 #: Id of an empty result slot (approximate backends that found fewer than k items).
 MISSING_INDEX = -1
@@ -130,31 +130,13 @@ class HammingIndex(ABC):
         self._reset()
 
     def check_codes(self, codes: np.ndarray, what: str = "codes") -> np.ndarray:
-        """Validate packed codes for this index; return them as C-contiguous ``uint8[n, nbytes]``.
+        """Validate packed codes for this index (:func:`hashret.codes.check_codes`); return them as
+        C-contiguous ``uint8[n, nbytes]``.
 
         Raises:
             ValueError: not ``uint8``, not ``[n, nbytes]``, or padding bits set.
         """
-        c = np.asarray(codes)
-        expected = f"uint8[n, {self.nbytes}] (packed {self.bits}-bit codes)"
-        if c.dtype != np.uint8:
-            raise ValueError(
-                f"{what} must be {expected}, got dtype {c.dtype}: pack 0/1 bits with "
-                "hashret.codes.pack() or encode activations with hashret.codes.encode()"
-            )
-        if c.ndim != 2 or c.shape[1] != self.nbytes:
-            hint = " (one code: pass codes[None])" if c.ndim == 1 else ""
-            raise ValueError(
-                f"{what} must be {expected}, got shape {c.shape}{hint}: encode the database "
-                f"and the queries with the same code length as the index (bits={self.bits})"
-            )
-        pad = 8 * self.nbytes - self.bits
-        if pad and len(c) and (c[:, -1] >> (8 - pad)).any():
-            raise ValueError(
-                f"{what} have non-zero padding bits: {self.bits}-bit codes leave the top {pad} "
-                "bits of the last byte at 0; pack codes with hashret.codes.pack()"
-            )
-        return np.ascontiguousarray(c)
+        return check_codes(codes, self.bits, what)
 
     # ----------------------------------------------------------- backend hooks
     @abstractmethod

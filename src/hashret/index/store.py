@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from hashret.codes import check_codes
 from hashret.index.base import MISSING_INDEX, check_int
 from hashret.index.features import FeatureCodec, SegmentedRows
 from hashret.index.filtered import FilteredIndex
@@ -278,8 +279,7 @@ class IndexStore:
                 features, or a count mismatch. Nothing is written then.
         """
         self._check_writable()
-        index = create_index("numpy", self.bits)
-        c = index.check_codes(codes, "codes")
+        c = check_codes(codes, self.bits, "codes")
         if items is not None and len(items) != len(c):
             raise ValueError(f"{len(items)} metadata items for {len(c)} codes: give one per code")
         if len(features) != len(c):
