@@ -19,7 +19,8 @@ import numpy as np
 
 from hashret.data import read_image
 from hashret.encode import Encoded, encode_images
-from hashret.training.checkpoint import file_sha256, load_model
+from hashret.io import file_sha256
+from hashret.training.checkpoint import load_model
 
 
 @dataclass

@@ -21,16 +21,18 @@ from tqdm import tqdm
 
 from hashret.data import ImageArray
 from hashret.data.image import BadImageError
+from hashret.data.tree import IMAGE_EXTENSIONS
 from hashret.encoder import Encoder
-from hashret.index.manifest import MANIFEST_FILE, FileEntry, file_sha256
+from hashret.index.manifest import MANIFEST_FILE, FileEntry
 from hashret.index.metadata import ItemMeta
 from hashret.index.store import MODEL_FILE, IndexStore
+from hashret.io import file_sha256
 from hashret.run import Run
 from hashret.search import SearchResult
 
 #: The exact scan backend the CLI uses unless told otherwise.
 DEFAULT_BACKEND = "popcount"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS
 #: Keep a PNG copy of each image in the index when its sides are at most this (px).
 THUMBNAIL_MAX_SIDE = 64
 

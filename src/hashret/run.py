@@ -20,9 +20,9 @@ from hashret.encoder import Encoder
 from hashret.encodings import EncodedSet, load_encoded, save_encoded
 from hashret.eval import evaluate_codes, get_protocol, ideal_precision_at_k, plot_precision_at_k, write_report
 from hashret.index import FlatIndex
-from hashret.io import read_json
+from hashret.io import file_sha256, read_json
 from hashret.models import ModelConfig
-from hashret.training.checkpoint import MODEL_FILE, file_sha256, load_model
+from hashret.training.checkpoint import MODEL_FILE, load_model
 from hashret.training.config import TrainConfig
 from hashret.training.loop import RUN_FILES
 

@@ -369,7 +369,8 @@ def load_shards_store(shards: ShardSet, out: str | Path, *, backend: str = "fais
 
 def _model_of(shards: ShardSet) -> tuple[dict[str, Any], Path | None]:
     """The manifest's model record (and the checkpoint to copy) for an index of ``shards``."""
-    from hashret.training.checkpoint import MODEL_FILE, file_sha256
+    from hashret.io import file_sha256
+    from hashret.training.checkpoint import MODEL_FILE
 
     meta = shards.meta
     run_dir = Path(meta["run_dir"]) if meta.get("run_dir") else None

@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-#: File name extensions read as images (compared in lower case).
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+#: File name extensions read as images (compared in lower case): the one list, for datasets and
+#: for `hashret index add` alike (Pillow reads them all)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm",
+                              ".ppm"})
 
 #: How deep below the root images are looked for: [top/]train/<class>/<file>.
 MAX_DEPTH = 4

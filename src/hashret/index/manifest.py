@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hashret.codes import check_bits, n_bytes
+from hashret.io import file_sha256
 
 FORMAT = "hashret-index"
 FORMAT_VERSION = 2
@@ -62,19 +63,22 @@ class FileEntry:
         """Raise :class:`IndexCorruptError` when the file is missing, resized or (with
         ``checksum``) its content differs from the recorded SHA-256."""
         path = root / self.name
+        missing = IndexCorruptError(f"{path} is missing: the index is damaged; restore the directory from a "
+                                    "backup or rebuild it with `hashret index build`")
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise IndexCorruptError(
-                f"{path} is missing: the index is damaged; restore the directory from a backup "
-                "or rebuild it with `hashret index build`"
-            ) from None
+            raise missing from None
         if size != self.bytes:
             raise IndexCorruptError(
                 f"{path} has {size} bytes but the manifest recorded {self.bytes} (truncated or "
                 "overwritten): restore it from a backup or rebuild the index"
             )
-        if checksum and file_sha256(path) != self.sha256:
+        try:  # (a compaction may delete it between the two reads: the opener retries on a new manifest)
+            digest = file_sha256(path) if checksum else self.sha256
+        except FileNotFoundError:
+            raise missing from None
+        if digest != self.sha256:
             raise IndexCorruptError(
                 f"{path} does not match its SHA-256 in the manifest (corrupted): restore it from "
                 "a backup or rebuild the index"
@@ -307,10 +311,3 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file's content."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()

@@ -5,7 +5,6 @@ A ``model.safetensors`` file alone rebuilds its model (:func:`load_model`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -89,14 +88,6 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[nn.Module, ModelC
     model = build_model(cfg)
     load_weights(model, path)
     return model.to(device).eval(), cfg
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_resume_state(path: str | Path, state: dict[str, Any]) -> Path:
