@@ -6,6 +6,17 @@ otherwise, and answers only requests that name an allowed host (see
 (:mod:`hashret.serve.connections`: header and body deadlines, a connection cap), and the
 kernels of the index's code width are compiled before it listens, so no request waits on
 a compile.
+
+Queries are encoded by one model thread per process that micro-batches concurrent uploads
+(:mod:`hashret.serve.batcher`), with the index's torch model or ONNX Runtime
+(:mod:`hashret.serve.runtime`). ``workers > 1`` starts that many processes (spawned, so no
+torch threads are forked) that accept connections on one listening socket, each with the
+index open read-only and its own model thread; the parent restarts a worker that dies and
+stops them all on Ctrl-C or SIGTERM. An index has one writer (its writer lock), so workers
+are always read-only: run one writable ``hashret serve`` (one worker) on another port for
+``POST /items``; the readers pick up its commits within ``refresh_seconds``. The same works
+across machines or with a balancer in front: N ``hashret serve --read-only`` on different
+ports over one index directory. Rate limits and connection caps are per process.
 """
 
 from __future__ import annotations
