@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hashret.data.arrays import DatasetSplits, ImageArray
+from hashret.io import atomic_write
 
 #: Bumped whenever the decoded content or the file layout changes, so old entries are ignored.
 CACHE_FORMAT = 1
@@ -60,16 +61,11 @@ def _save(path: Path, splits: DatasetSplits, key: str) -> None:
         part: ImageArray = getattr(splits, split)
         arrays |= {f"{split}_images": part.images, f"{split}_labels": part.labels,
                    f"{split}_ids": part.ids}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(path, write, durable=True)
 
 
 def _load(path: Path, key: str) -> DatasetSplits:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from hashret.io import atomic_write
 
 
 def fetch_file(
@@ -18,8 +19,8 @@ def fetch_file(
 ) -> Path:
     """Download the first of ``urls`` that works to ``dest``.
 
-    The file is written to ``<dest>.tmp-<pid>`` and moved into place with ``os.replace``, so
-    an interrupted download never leaves a partial ``dest``. ``check``, when given, is called
+    The file is written to a temporary name and moved into place (:func:`hashret.io.atomic_write`),
+    so an interrupted download never leaves a partial ``dest``. ``check``, when given, is called
     on the temporary file and may raise to reject it (the next URL is then tried).
 
     Returns:
@@ -29,21 +30,18 @@ def fetch_file(
         RuntimeError: no URL gave a file that passed ``check``; the message lists each URL
             with its error and says where to put a file fetched by hand.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
     errors = []
     for url in urls:
-        try:
+        def fetch(tmp: Path, url: str = url) -> None:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
                 shutil.copyfileobj(response, f, length=1 << 20)
             if check is not None:
                 check(tmp)
-            os.replace(tmp, dest)
-            return dest
+
+        try:
+            return atomic_write(dest, fetch)
         except Exception as e:  # noqa: BLE001 - any failure means: try the next mirror
             errors.append(f"  {url}: {type(e).__name__}: {e}")
-        finally:
-            tmp.unlink(missing_ok=True)
     raise RuntimeError(
         f"could not download {dest.name}; tried:\n" + "\n".join(errors) + "\n"
         f"Download it by hand from one of these URLs (a browser or curl works) and save it as "

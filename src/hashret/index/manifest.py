@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hashret.codes import check_bits, n_bytes
-from hashret.io import file_sha256
+from hashret.io import atomic_write, file_sha256
 
 FORMAT = "hashret-index"
 FORMAT_VERSION = 2
@@ -289,25 +288,9 @@ def read_manifest(root: str | Path, *, check: bool = True) -> Manifest:
 def write_manifest(root: Path, manifest: Manifest) -> None:
     """Commit ``manifest``: write a temporary file, fsync it, rename it over the old one,
     fsync the directory (after this returns, the new state survives a power cut)."""
-    path = root / MANIFEST_FILE
-    tmp = root / f".{MANIFEST_FILE}.{os.getpid()}.tmp"
     d = manifest.to_dict()
     d["checksum"] = canonical_checksum(d)
     data = (json.dumps(d, indent=1) + "\n").encode()
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(root)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or file creation in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write(root / MANIFEST_FILE, lambda tmp: tmp.write_bytes(data), durable=True)
 
 

@@ -9,12 +9,12 @@ costs the size of its codes, not of its features.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
 from hashret.index.manifest import FileEntry, Segment
+from hashret.io import atomic_write
 
 SEGMENT_DIR = "segments"
 KINDS = ("codes", "features", "ids")
@@ -39,20 +39,15 @@ def write_array(root: Path, name: str, array: np.ndarray) -> FileEntry:
 
     Returns its :class:`FileEntry` (size and SHA-256 of the bytes written).
     """
-    path = root / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    written: list[_HashingWriter] = []
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            w = _HashingWriter(f)
-            np.lib.format.write_array(w, np.ascontiguousarray(array), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return FileEntry(name, w.n, w.h.hexdigest())
+            written.append(_HashingWriter(f))
+            np.lib.format.write_array(written[0], np.ascontiguousarray(array), allow_pickle=False)
+
+    atomic_write(root / name, write, durable=True)
+    return FileEntry(name, written[0].n, written[0].h.hexdigest())
 
 
 def write_segment(root: Path, name: str, codes: np.ndarray, features: np.ndarray,

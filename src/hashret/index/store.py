@@ -53,7 +53,6 @@ from hashret.index.manifest import (
     IndexCorruptError,
     Manifest,
     MetadataSeal,
-    fsync_dir,
     read_manifest,
     repair_hint,
     write_manifest,
@@ -70,7 +69,7 @@ from hashret.index.sqlite_image import (
     read_wal,
     seal,
 )
-from hashret.io import to_jsonable
+from hashret.io import atomic_write, to_jsonable
 from hashret.outdir import claim_dir
 from hashret.search import HierarchicalSearcher, SearchResult
 
@@ -708,12 +707,7 @@ def seal_metadata(root: Path, prev: MetadataSeal | None, prev_sums: np.ndarray |
 def _copy_file(src: Path, root: Path, name: str) -> FileEntry:
     if not src.is_file():
         raise FileNotFoundError(f"model file {src} does not exist: pass the run's model.safetensors")
-    tmp = root / f".{name}.{os.getpid()}.tmp"
-    shutil.copyfile(src, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, root / name)
-    fsync_dir(root)
+    atomic_write(root / name, lambda tmp: shutil.copyfile(src, tmp), durable=True)
     return FileEntry.of(root, name)
 
 
