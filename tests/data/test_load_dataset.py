@@ -65,3 +65,32 @@ def test_folder_options(flat_tree):
     assert sorted(np.bincount(d.test.labels).tolist()) == [2, 2, 2]
     with pytest.raises(ValueError, match="--on-bad-image must be error or skip"):
         load_dataset("folder", root, on_bad_image="maybe")
+
+
+def test_a_new_dataset_is_a_reader_and_one_registration(tmp_path):
+    """The registry vocabulary: register_dataset / list_datasets / load_dataset, duplicates refused."""
+    import numpy as np
+
+    from hashret.data import DatasetSpec, ImageArray, list_datasets, register_dataset
+    from hashret.data.arrays import DatasetSplits
+    from hashret.data.registry import _DATASETS
+
+    def read(path, options):
+        imgs = np.full((4, 2, 2, 1), options.seed, np.uint8)
+        part = ImageArray(imgs, np.array([0, 1, 0, 1]), np.array([f"{path.name}/{i}" for i in range(4)]),
+                          ("a", "b"))
+        return DatasetSplits("toy", part, part, natural=False, source=str(path))
+
+    spec = register_dataset(DatasetSpec("toy", read, "a folder"))
+    try:
+        assert "toy" in list_datasets()
+        splits = load_dataset("toy", tmp_path, seed=7)
+        assert splits.train.images[0, 0, 0, 0] == 7 and splits.train.ids[0] == f"{tmp_path.name}/0"
+        with pytest.raises(ValueError, match="registered already"):
+            register_dataset(spec)
+        with pytest.raises(FileNotFoundError, match="needs --data-dir: a folder"):
+            load_dataset("toy")
+    finally:
+        _DATASETS.pop("toy")
+    with pytest.raises(ValueError, match="unknown dataset 'toy': choose one of digits, mnist"):
+        load_dataset("toy", tmp_path)

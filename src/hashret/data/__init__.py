@@ -14,11 +14,14 @@ from hashret.data.dogs import read_dogs
 from hashret.data.folder import read_image_folder
 from hashret.data.image import BadImageError, read_image
 from hashret.data.mnist import download_mnist, read_mnist
-from hashret.data.registry import DATASETS, load_dataset
+from hashret.data.registry import DATASETS, DatasetSpec, list_datasets, load_dataset, register_dataset
 from hashret.data.splits import stratified_split
 
 __all__ = [
     "DATASETS",
+    "DatasetSpec",
+    "list_datasets",
+    "register_dataset",
     "BadImageError",
     "DatasetSplits",
     "ImageArray",

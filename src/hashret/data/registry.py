@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from hashret.data.arrays import DatasetSplits
@@ -15,8 +16,6 @@ from hashret.data.digits import read_digits
 from hashret.data.dogs import DOGS_LAYOUT, read_dogs
 from hashret.data.folder import LAYOUT, check_on_bad_image, read_image_folder
 from hashret.data.mnist import MNIST_FILES, read_mnist
-
-DATASETS: tuple[str, ...] = ("digits", "mnist", "cifar10", "folder", "cub200", "dogs")
 
 _EXPECTED = {
     "mnist": "the folder holding the four MNIST IDX files "
@@ -81,6 +80,98 @@ def _load_cifar10(path: Path, **folder_options: object) -> DatasetSplits:
     )
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """What a reader may be told besides the path (see :func:`load_dataset`)."""
+
+    seed: int = 0
+    test_fraction: float = 0.2
+    on_bad_image: str = "error"
+    size: int | tuple[int, int] | None = None
+    cache_dir: CacheDir = None
+    class_names: Sequence[str] | None = None
+
+    def folder(self) -> dict[str, object]:
+        """The keyword arguments of :func:`read_image_folder`."""
+        return dict(seed=self.seed, test_fraction=self.test_fraction, size=self.size,
+                    on_bad_image=self.on_bad_image, cache_dir=self.cache_dir)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset hashret can load by name.
+
+    Attributes:
+        name: what ``--dataset`` takes.
+        read: ``read(path, options) -> DatasetSplits`` (``path`` is None when not ``needs_dir``).
+        expected: what ``--data-dir`` must point at, for messages.
+        needs_dir: whether a ``--data-dir`` is needed (the bundled digits need none).
+        fixed_size: the one size the images come in (``"8x8"``), where ``--image-size`` does not
+            apply; None where it does.
+        class_names: whether ``--class-names`` applies (IDX files hold only numbers).
+    """
+
+    name: str
+    read: Callable[[Path | None, LoadOptions], DatasetSplits]
+    expected: str
+    needs_dir: bool = True
+    fixed_size: str | None = None
+    class_names: bool = False
+
+
+_DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset to the registry (a reader file + this call is all a new dataset needs).
+
+    Raises:
+        ValueError: the name is taken.
+    """
+    if spec.name in _DATASETS:
+        raise ValueError(f"a dataset named {spec.name!r} is registered already: choose another name")
+    _DATASETS[spec.name] = spec
+    return spec
+
+
+def list_datasets() -> list[str]:
+    """The registered dataset names, in registration order."""
+    return list(_DATASETS)
+
+
+def get_dataset_spec(name: str) -> DatasetSpec:
+    """The registered :class:`DatasetSpec` of ``name``.
+
+    Raises:
+        ValueError: no dataset of that name (the message lists the registered ones).
+    """
+    if name not in _DATASETS:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(_DATASETS)}")
+    return _DATASETS[name]
+
+
+def _read_cifar10(path: Path | None, o: LoadOptions) -> DatasetSplits:
+    assert path is not None
+    if o.size is not None and path.is_dir() and find_batch_dir(path) is not None:
+        raise ValueError("CIFAR-10 pickles are 32x32 as shipped: drop --image-size")
+    return _load_cifar10(path, **o.folder())
+
+
+register_dataset(DatasetSpec("digits", lambda _p, o: read_digits(seed=o.seed, test_fraction=o.test_fraction),
+                             "nothing (they ship with scikit-learn)", needs_dir=False, fixed_size="8x8"))
+register_dataset(DatasetSpec("mnist", lambda p, o: read_mnist(p, o.class_names), _EXPECTED["mnist"],
+                             fixed_size="28x28", class_names=True))
+register_dataset(DatasetSpec("cifar10", _read_cifar10, _EXPECTED["cifar10"]))
+register_dataset(DatasetSpec("folder", lambda p, o: read_image_folder(p, **o.folder()),  # type: ignore[arg-type]
+                             _EXPECTED["folder"]))
+register_dataset(DatasetSpec("cub200", lambda p, o: read_cub200(p, size=o.size, on_bad_image=o.on_bad_image,
+                                                                cache_dir=o.cache_dir), _EXPECTED["cub200"]))
+register_dataset(DatasetSpec("dogs", lambda p, o: read_dogs(p, size=o.size, on_bad_image=o.on_bad_image,
+                                                            cache_dir=o.cache_dir), _EXPECTED["dogs"]))
+#: the registered dataset names (as of import; :func:`list_datasets` for later registrations)
+DATASETS: tuple[str, ...] = tuple(_DATASETS)
+
+
 def load_dataset(
     name: str,
     data_dir: str | Path | None = None,
@@ -92,7 +183,8 @@ def load_dataset(
     size: int | tuple[int, int] | None = None,
     class_names: Sequence[str] | None = None,
 ) -> DatasetSplits:
-    """Load one of :data:`DATASETS` as a train (= retrieval database) / test (= queries) split.
+    """Load a registered dataset (:func:`list_datasets`) as a train (= retrieval database) / test
+    (= queries) split.
 
     * ``"digits"``: scikit-learn's 8x8 digits (``data_dir`` is ignored), split by ``seed`` and
       ``test_fraction``.
@@ -108,7 +200,7 @@ def load_dataset(
       official split, resized likewise. :mod:`hashret.data.dogs`
 
     Args:
-        name: the dataset, one of :data:`DATASETS`.
+        name: the dataset, one of :func:`list_datasets`.
         data_dir: where it lives (not needed for ``"digits"``).
         cache_dir: cache of decoded image folders and fine-grained sets; None for ``$HASHRET_CACHE`` or
             ``~/.cache/hashret``, False to decode every time. The other formats are fast to
@@ -128,39 +220,22 @@ def load_dataset(
         ValueError: unknown ``name`` or option value, or unreadable data.
         FileNotFoundError: ``data_dir`` is missing or lacks the expected files.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    spec = get_dataset_spec(name)
     check_on_bad_image(on_bad_image)
-    if class_names is not None and name != "mnist":
+    if class_names is not None and not spec.class_names:
         raise ValueError(f"--class-names names the labels of IDX files (--dataset mnist); {name} takes its "
                          "class names from its own folders or files: drop --class-names")
-    if name == "digits":
-        if size is not None:
-            raise ValueError("the digits dataset is 8x8 as shipped: drop --image-size")
-        return read_digits(seed=seed, test_fraction=test_fraction)
+    if size is not None and spec.fixed_size:
+        raise ValueError(f"the {name} images are {spec.fixed_size} as shipped: drop --image-size")
+    options = LoadOptions(seed=seed, test_fraction=test_fraction, on_bad_image=on_bad_image, size=size,
+                          cache_dir=cache_dir, class_names=class_names)
+    if not spec.needs_dir:
+        return spec.read(None, options)
     if data_dir is None:
-        raise FileNotFoundError(f"the {name} dataset needs --data-dir: {_EXPECTED[name]}")
+        raise FileNotFoundError(f"the {name} dataset needs --data-dir: {spec.expected}")
     path = Path(data_dir).expanduser()
     if not path.exists():
-        raise FileNotFoundError(
-            f"{name} data directory {path} does not exist: expected {_EXPECTED[name]}"
-        )
+        raise FileNotFoundError(f"{name} data directory {path} does not exist: expected {spec.expected}")
     if path.is_file():
         _check_file(name, path)
-    folder_options = dict(
-        seed=seed, test_fraction=test_fraction, size=size, on_bad_image=on_bad_image,
-        cache_dir=cache_dir,
-    )
-    if name == "mnist":
-        if size is not None:
-            raise ValueError("MNIST images are 28x28 as shipped: drop --image-size")
-        return read_mnist(path, class_names)
-    if name == "cifar10":
-        if size is not None and path.is_dir() and find_batch_dir(path) is not None:
-            raise ValueError("CIFAR-10 pickles are 32x32 as shipped: drop --image-size")
-        return _load_cifar10(path, **folder_options)
-    if name == "cub200":
-        return read_cub200(path, size=size, on_bad_image=on_bad_image, cache_dir=cache_dir)
-    if name == "dogs":
-        return read_dogs(path, size=size, on_bad_image=on_bad_image, cache_dir=cache_dir)
-    return read_image_folder(path, **folder_options)  # type: ignore[arg-type]
+    return spec.read(path, options)
