@@ -239,6 +239,12 @@ class HashBaseline(ABC):
 
 
 def _unsupervised_names() -> list[str]:
-    from hashret.baselines.registry import BASELINES  # the registry imports this module
-
-    return sorted(name for name, cls in BASELINES.items() if not cls.supervised)
+    """The unsupervised baselines, from the class hierarchy (no import of the registry, which
+    imports this module)."""
+    found, todo = set(), list(HashBaseline.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if isinstance(getattr(cls, "name", None), str) and not cls.supervised:
+            found.add(cls.name)
+    return sorted(found)
