@@ -72,7 +72,9 @@ def test_search_by_image_file_is_exact_hamming_order(encoded, tmp_path):
     d = hamming_distances(enc["queries"].codes[3:4], enc["database"].codes)[0]
     order = np.argsort(d, kind="stable")[:20]  # ties by database order
     # PNG round trip is lossless for uint8, so the query code equals the encoded test image's
-    assert [h["index"] for h in hits] == order.tolist()
+    assert [h["id"] for h in hits] == order.tolist()  # the database row
+    assert hits[0]["source"] == str(enc["database"].ids[order[0]]) and hits[0]["euclidean"] is None
+    assert set(hits[0]) == {"rank", "id", "hamming", "euclidean", "label", "class_name", "source"}
     assert [h["hamming"] for h in hits] == d[order].tolist()
 
 

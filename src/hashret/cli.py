@@ -163,9 +163,9 @@ def _search(a: argparse.Namespace) -> int:
     if _print_search_json(a, notes, hits):
         return 0
     print(f"top {len(hits)} for {a.image} ({run.model_config.bits}-bit codes, Hamming):")
-    print(f"{'rank':>4}  {'hamming':>7}  {'class':<12} id")
+    print(f"{'rank':>4}  {'hamming':>7}  {'class':<12} source")
     for h in hits:
-        print(f"{h['rank']:>4}  {h['hamming']:>7}  {h['class']:<12} {h['id']}")
+        print(f"{h['rank']:>4}  {h['hamming']:>7}  {h['class_name']:<12} {h['source']}")
     return 0
 
 
@@ -199,7 +199,8 @@ def _search_index(a: argparse.Namespace) -> int:
     print(f"{'rank':>4}  {'id':>8}  {'hamming':>7}  {'euclid':>8}  {'class':<12} source")
     for h in hits:
         e = "" if h["euclidean"] is None else f"{h['euclidean']:.3f}"
-        print(f"{h['rank']:>4}  {h['id']:>8}  {h['hamming']:>7}  {e:>8}  {str(h['class']):<12} {h['source']}")
+        name = str(h["class_name"])
+        print(f"{h['rank']:>4}  {h['id']:>8}  {h['hamming']:>7}  {e:>8}  {name:<12} {h['source']}")
     return 0
 
 

@@ -110,12 +110,13 @@ def run_demo(out: Path, *, bits: int = 32, epochs: int | None = None, seed: int 
                                       candidates=POOL)[0]
             hits = describe_results(store, result)
             query_class = data.classes[int(data.test.labels[q])]
-            right = [h["class"] == query_class for h in hits]
+            right = [h["class_name"] == query_class for h in hits]
             say(f"      {query_png.name} (class {query_class}): "
-                + " ".join(f"{h['class']}{'' if ok else '(x)'}" for h, ok in zip(hits, right, strict=True))
+                + " ".join(f"{h['class_name']}{'' if ok else '(x)'}"
+                           for h, ok in zip(hits, right, strict=True))
                 + f"   {sum(right)}/10 right")
             rows.append(ResultRow(data.test.images[q], [data.train.images[h["id"]] for h in hits],
-                                  [f"{h['class']} H{h['hamming']}" for h in hits], right))
+                                  [f"{h['class_name']} H{h['hamming']}" for h in hits], right))
     grid = save_results_grid(out / "query_results.png", rows)
     query_png = out / "query.png"
     say(f"[6/6] report {out / REPORT_FILE}\n      plot   {out / PLOT_FILE}\n      query  {grid}\n"

@@ -23,6 +23,7 @@ from hashret.data import ImageArray
 from hashret.data.image import BadImageError
 from hashret.data.tree import IMAGE_EXTENSIONS
 from hashret.encoder import Encoder
+from hashret.hits import Hit, make_hit
 from hashret.index.manifest import MANIFEST_FILE, FileEntry
 from hashret.index.metadata import ItemMeta
 from hashret.index.store import MODEL_FILE, IndexStore
@@ -182,6 +183,32 @@ def build_index(run: Run, out: str | Path, images: ImageArray, *, collection: st
     return store
 
 
+def open_or_create_index(run: Run, out: str | Path, *, feature_storage: str | None = None,
+                         pca_dim: int | None = None, backend: str | None = None,
+                         overwrite: bool = False) -> IndexStore:
+    """An index of ``run``'s model at ``out``, open for writing: created empty (the checkpoint copied
+    in) or, where ``out`` already holds an index of this very model, that index, so that adding a
+    folder again finishes an interrupted add (:func:`add_files` skips files already indexed).
+
+    Raises:
+        ValueError: ``out`` holds an index of another model, or one built with other options.
+    """
+    out = Path(out)
+    if (out / MANIFEST_FILE).exists() and not overwrite:
+        existing_build(out, backend=backend, feature_storage=feature_storage, pca_dim=pca_dim)
+        store = IndexStore.open(out, writable=True)
+        if store.manifest.model.get("sha256") != run.model_sha256:
+            store.close()
+            raise ValueError(f"{out} already holds an index of another model: choose another --out, "
+                             "or pass --overwrite to rebuild it with this one")
+        return store
+    h, w, c = run.image_shape
+    return IndexStore.create(out, bits=run.model_config.bits, feature_dim=int(run.model.feature_dim),
+                             feature_storage=feature_storage or "float16", pca_dim=pca_dim,
+                             backend=backend or DEFAULT_BACKEND, model=model_identity(run, (h, w, c)),
+                             model_file=run.run_dir / "model.safetensors", overwrite=overwrite)
+
+
 def _feature_dim(run: Run, encodings: Any) -> int:
     if encodings is not None:
         return int(encodings.features.shape[1])
@@ -300,16 +327,12 @@ def search_by_images(store: IndexStore, model: Encoder, images: np.ndarray, *, k
     return store.search(enc.codes, enc.features, k, candidates=candidates, radius=radius, rerank=rerank)
 
 
-def describe_results(store: IndexStore, result: SearchResult) -> list[dict[str, Any]]:
-    """One query's result as ``{rank, id, hamming, euclidean, label, class, source}`` dicts."""
+def describe_results(store: IndexStore, result: SearchResult) -> list[Hit]:
+    """One query's result as :class:`hashret.hits.Hit` dicts."""
     metas = store.get_items(result.indices)
-    return [
-        {"rank": r + 1, "id": int(i), "hamming": int(h),
-         "euclidean": None if np.isnan(e) else float(e), "label": m.label, "class": m.class_name,
-         "source": m.source}
-        for r, (i, h, e, m) in enumerate(zip(result.indices, result.hamming, result.euclidean, metas,
-                                             strict=True))
-    ]
+    return [make_hit(r + 1, i, h, e, m.label, m.class_name, m.source)
+            for r, (i, h, e, m) in enumerate(zip(result.indices, result.hamming, result.euclidean, metas,
+                                                 strict=True))]
 
 
 #: Thumbnails made by :func:`add_images` have their longer side at most this (px).

@@ -19,6 +19,7 @@ from hashret.device import resolve_device, resolve_precision
 from hashret.encoder import Encoder
 from hashret.encodings import EncodedSet, load_encoded, save_encoded
 from hashret.eval import evaluate_codes, get_protocol, ideal_precision_at_k, plot_precision_at_k, write_report
+from hashret.hits import Hit, make_hit
 from hashret.index import FlatIndex
 from hashret.io import file_sha256, read_json
 from hashret.models import ModelConfig
@@ -173,11 +174,11 @@ def evaluate_run(run: Run, *, k: int = 1000, protocol: str | None = None,
 
 
 def search_images(run: Run, images: np.ndarray, *, k: int = 10,
-                  database: EncodedSet | None = None) -> list[list[dict[str, Any]]]:
+                  database: EncodedSet | None = None) -> list[list[Hit]]:
     """Hamming top-``k`` over the run's database for ``uint8[q, h, w, c]`` query images.
 
-    Returns per query a list of ``{rank, index, id, label, class, hamming}`` dicts,
-    ties broken by database order.
+    Returns per query a list of :class:`hashret.hits.Hit` dicts (``id``: the database row,
+    ``source``: the dataset's reference of the image), ties broken by database order.
     """
     db = database or load_run_encodings(run)["database"]
     enc = run.encoder.encode(images)
@@ -185,8 +186,7 @@ def search_images(run: Run, images: np.ndarray, *, k: int = 10,
     index.add(db.codes)
     dist, idx = index.search(enc.codes, k)
     classes = db.meta.get("classes") or list(run.model_config.classes)
-    return [[{"rank": r + 1, "index": int(i), "id": str(db.ids[i]), "label": int(db.labels[i]),
-              "class": classes[int(db.labels[i])], "hamming": int(d)}
+    return [[make_hit(r + 1, i, d, None, db.labels[i], classes[int(db.labels[i])], db.ids[i])
              for r, (i, d) in enumerate(zip(row_i, row_d, strict=True))]
             for row_i, row_d in zip(idx, dist, strict=True)]
 
