@@ -86,7 +86,7 @@ def test_pixel_inputs_follow_the_flip_schedule():
 
 
 def test_convnet_airbench94_shapes_scale_and_batchnorm():
-    net = create_model("dlbhc", backbone="convnet-airbench94", bits=16, num_classes=10, in_channels=3,
+    net = create_model("dlbhc", backbone="convnet-airbench94-scaled", bits=16, num_classes=10, in_channels=3,
                        input_size=(32, 32)).backbone.eval()
     sizes = []
     hooks = [g.register_forward_hook(lambda mod, i, o: sizes.append(o.shape[-1])) for g in net.groups]
@@ -98,6 +98,9 @@ def test_convnet_airbench94_shapes_scale_and_batchnorm():
     unscaled = net.pool(net.groups(net.act(net.whiten(x)))).flatten(1)
     torch.testing.assert_close(f, unscaled / 9)
     assert all(m.eps == 1e-12 for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    plain = create_model("dlbhc", backbone="convnet-airbench94", bits=16, num_classes=10, in_channels=3,
+                         input_size=(32, 32)).backbone
+    assert plain.feature_scale == 1.0 and not plain.center_patches
 
 
 def _tiny_model() -> torch.nn.Module:

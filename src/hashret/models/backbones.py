@@ -111,9 +111,12 @@ class BackboneSpec:
 _BACKBONES: dict[str, BackboneSpec] = {
     # airbench-style widths: the CIFAR-10 recipe (about 470 images/s training on 2 CPU cores)
     "convnet": BackboneSpec(lambda c: ConvNet(c, (64, 256, 256))),
-    # airbench94's net exactly (BatchNorm eps, floor pools, 1/9 feature scale): recipe airbench94
+    # airbench94's net (BatchNorm eps, floor pools, uncentred whitening): recipe airbench94;
+    # -scaled adds its 1/9 logit scale on the features (slower to learn under DLBHC's head)
     "convnet-airbench94": BackboneSpec(lambda c: ConvNet(c, (64, 256, 256), airbench94=True),
                                        min_input_size=9),
+    "convnet-airbench94-scaled": BackboneSpec(
+        lambda c: ConvNet(c, (64, 256, 256), airbench94=True, feature_scale=1 / 9), min_input_size=9),
     # a quarter of the compute: MNIST, digits, quick runs
     "convnet-small": BackboneSpec(lambda c: ConvNet(c, (32, 64, 128))),
     "lenet": BackboneSpec(lambda c: LeNet(c)),

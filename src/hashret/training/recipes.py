@@ -12,8 +12,9 @@
   5 steps, its weight growing with the cube of progress) is copied back into the model.
 * ``"airbench94"``: ``airbench``'s optimiser with the rest of airbench94.py's choices as
   defaults (KellerJordan/cifar10-airbench, 94.01% CIFAR-10 accuracy in 9.9 epochs): batch
-  1024, 10 epochs, the ``convnet-airbench94`` backbone (BatchNorm eps 1e-12, floor pools,
-  1/9 scale on the features the latent layer reads), mirror augmentation on alternate epochs
+  1024, 10 epochs, the ``convnet-airbench94`` backbone (BatchNorm eps 1e-12, floor pools;
+  its 1/9 logit scale is the ``convnet-airbench94-scaled`` backbone, which learned slower under
+  DLBHC's sigmoid latent layer), mirror augmentation on alternate epochs
   (:func:`hashret.training.augment.alternating_flips`) and test-time mirror + 1 px translate
   averaging of the codes (``tta_translate=1``). Every default yields to an explicit option.
 """
