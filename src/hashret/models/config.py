@@ -7,6 +7,9 @@ from typing import Any
 
 from hashret.codes import check_bits
 
+#: methods fitted without labels (no classifier, ``num_classes`` 0): :mod:`hashret.models.projection`
+_UNLABELLED = ("itq", "pca-sign", "lsh")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -17,7 +20,8 @@ class ModelConfig:
         backbone: a key of the backbone registry (``"convnet"``, ``"resnet18"``, ... see
             :func:`hashret.models.list_backbones`).
         bits: code length, 8..256.
-        num_classes: classifier outputs.
+        num_classes: classifier outputs; 0 for a model fitted without labels (``itq``,
+            ``pca-sign``, ``lsh``: :mod:`hashret.models.projection`).
         in_channels: image channels the model takes (1 grey, 3 RGB).
         input_size: ``(h, w)`` the images are resized to before the backbone.
         mean, std: per-channel normalisation of ``[0, 1]`` pixels.
@@ -36,7 +40,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_bits(self.bits)
-        if self.num_classes < 2:
+        if self.num_classes < 2 and not (self.num_classes == 0 and self.method in _UNLABELLED):
             raise ValueError(f"num_classes={self.num_classes}: a hashing model needs >= 2 classes")
         if self.in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")

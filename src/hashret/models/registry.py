@@ -6,11 +6,14 @@ from typing import Any
 
 from hashret.models.config import ModelConfig
 from hashret.models.hashnet import DLBHC, HashModel
+from hashret.models.projection import PROJECTION_METHODS, ProjectionHash
 from hashret.models.triplet import TripletHash
 
 #: method name -> model class; the training side of each method (loss, batch sampler, model
-#: selection) is in :mod:`hashret.training.methods`
-METHODS: dict[str, type[HashModel]] = {"dlbhc": DLBHC, "triplet": TripletHash}
+#: selection) is in :mod:`hashret.training.methods`; the projection methods (``itq``,
+#: ``pca-sign``, ``lsh``) are fitted without labels instead (:mod:`hashret.unsupervised`)
+METHODS: dict[str, type[HashModel]] = {"dlbhc": DLBHC, "triplet": TripletHash,
+                                       **{m: ProjectionHash for m in PROJECTION_METHODS}}
 
 
 def list_methods() -> list[str]:
