@@ -69,7 +69,8 @@ def markdown(rows: list[dict], dataset: str, m: dict) -> str:
         + (f", GPU {m['gpu']}" if m["gpu"] else ", no GPU")
         + f"; training arithmetic {rows[0]['precision']}, batch {rows[0]['batch_size']}, "
         "recipes in hashret.training.recipes, "
-        f"backbone {rows[0]['backbone']}, test-time flip {rows[0]['tta_flip']}.",
+        f"backbone {rows[0]['backbone']}, test-time flip {rows[0]['tta_flip']}"
+        f"{', shift ' + str(rows[0]['tta_translate']) + ' px' if rows[0].get('tta_translate') else ''}.",
         "",
         f"Protocol: queries = the {rows[0]['n_queries']:,} test images, database = the whole "
         f"training set ({rows[0]['n_database']:,} images); "
@@ -96,13 +97,14 @@ def markdown(rows: list[dict], dataset: str, m: dict) -> str:
 
 def row_key(r: dict) -> tuple:
     """What makes two result rows the same setting (older rows lack the newer fields)."""
-    return (r["bits"], r.get("recipe", "sgd"), r["epochs"], r.get("val_fraction", 0.1))
+    return (r["bits"], r.get("recipe", "sgd"), r["epochs"], r.get("val_fraction", 0.1),
+            r.get("tta_translate") or 0)
 
 
 def curve_label(r: dict) -> str:
     """The precision@k curve's name: one per :func:`row_key`."""
-    bits, recipe, epochs, val = row_key(r)
-    return f"{bits} bits, {recipe}, {epochs} ep, val {val:.0%}"
+    bits, recipe, epochs, val, shift = row_key(r)
+    return f"{bits} bits, {recipe}, {epochs} ep, val {val:.0%}" + (f", TTA shift {shift}" if shift else "")
 
 
 def tta_on_validation(res, data) -> dict[str, dict[str, float]]:
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, nargs="+", help="one value, or one per --bits")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--recipe", default="sgd", choices=list(RECIPES))
+    ap.add_argument("--tta-translate", type=int,
+                    help="encode with this test-time shift in px (default: the recipe's)")
     ap.add_argument("--runs", default="runs/bench", help="where the run directories go")
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--cache-dir")
@@ -164,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{a.dataset}-{bits}" + ("" if a.recipe == "sgd" else f"-{a.recipe}")
         if a.val_fraction != 0.1:
             name += f"-val{a.val_fraction:g}"
+        if a.tta_translate:
+            name += f"-tta{a.tta_translate}"
         run_dir = Path(a.runs) / name
         cfg = TrainConfig(dataset=a.dataset, data_dir=a.data_dir, bits=bits, epochs=ep, seed=a.seed,
-                          recipe=a.recipe, val_fraction=a.val_fraction)
+                          recipe=a.recipe, val_fraction=a.val_fraction, tta_translate=a.tta_translate)
         print(f"== {a.dataset} {bits} bits: training", flush=True)
         res, rep, encode_s, eval_s = train_encode_evaluate(cfg, run_dir, data)
         best = res.history[res.best_epoch - 1]

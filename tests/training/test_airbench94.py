@@ -19,12 +19,15 @@ def test_airbench94_defaults_and_overrides():
     assert (cfg.batch_size, cfg.epochs, cfg.lr, cfg.momentum) == (1024, 10, 11.5, 0.85)
     assert cfg.weight_decay == 0.0153
     assert (cfg.backbone, cfg.alternate_flip, cfg.flip, cfg.tta_flip, cfg.tta_translate, cfg.pad) == (
-        "convnet-airbench94", True, True, True, 1, 2)
+        "convnet-airbench94", True, True, True, 0, 2)
     assert cfg.label_smoothing == 0.2
     mine = TrainConfig(dataset="cifar10", recipe="airbench94", batch_size=512, epochs=3, backbone="convnet",
                        alternate_flip=False, tta_translate=0).resolved(natural=True)
     assert (mine.batch_size, mine.epochs, mine.backbone, mine.alternate_flip, mine.tta_translate) == (
         512, 3, "convnet", False, 0)
+    assert TrainConfig(dataset="cifar10", tta_translate=1).resolved(natural=True).tta_translate == 1
+    with pytest.raises(ValueError, match="--tta-translate"):
+        TrainConfig(dataset="cifar10", tta_translate=-1).resolved(natural=True)
     grey = TrainConfig(dataset="digits", recipe="airbench94").resolved(natural=False)
     assert (grey.flip, grey.tta_translate) == (False, 0)
     # the older recipes keep their behaviour
