@@ -136,6 +136,22 @@ def _limits(**kw):
     return ServeLimits(**kw)
 
 
+def test_auto_runtime_is_onnx_only_for_an_index_encoded_in_fp32(digits_index, index_onnx):
+    from hashret.serve.runtime import choose_runtime
+
+    with IndexStore.open(digits_index) as store:
+        model, sha = load_index_model(store), store.manifest.model["sha256"]
+    fp32, bf16 = (dataclasses.replace(model, precision=p) for p in ("fp32", "bf16"))
+    assert choose_runtime("auto", fp32, sha, onnx_file=index_onnx).name == "onnx"
+    auto = choose_runtime("auto", bf16, sha, onnx_file=index_onnx)
+    assert (auto.name, auto.onnx_file) == ("torch", None) and "encoded in bf16" in auto.note
+    forced = choose_runtime("onnx", bf16, sha, onnx_file=index_onnx)
+    assert forced.name == "onnx" and "--runtime torch avoids it" in forced.note
+    assert choose_runtime("torch", fp32, sha).note == "torch fp32"
+    with pytest.raises(ValueError, match="--runtime tensorrt: choose one of auto, torch, onnx"):
+        choose_runtime("tensorrt", fp32, sha)
+
+
 @pytest.fixture
 def captured(monkeypatch):
     """uvicorn.Server.run replaced: records the app that would be served."""
