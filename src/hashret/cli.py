@@ -199,7 +199,7 @@ def _search_index(a: argparse.Namespace) -> int:
     print(f"{'rank':>4}  {'id':>8}  {'hamming':>7}  {'euclid':>8}  {'class':<12} source")
     for h in hits:
         e = "" if h["euclidean"] is None else f"{h['euclidean']:.3f}"
-        name = str(h["class_name"])
+        name = "-" if h["class_name"] is None else str(h["class_name"])  # unlabelled images
         print(f"{h['rank']:>4}  {h['id']:>8}  {h['hamming']:>7}  {e:>8}  {name:<12} {h['source']}")
     return 0
 
@@ -209,6 +209,8 @@ def _index_build(a: argparse.Namespace) -> int:
     from hashret.run import load_run_dataset, open_run
 
     _check_features(a)
+    if a.images or a.index_command == "create":
+        return _index_build_images(a)
     run = open_run(a.run_dir)
     prev = None if a.overwrite else existing_build(a.out, backend=a.backend, feature_storage=a.features,
                                                    pca_dim=a.pca_dim)
@@ -230,6 +232,27 @@ def _index_build(a: argparse.Namespace) -> int:
                         backend=a.backend, thumbnails=a.thumbnails, encodings=encodings,
                         overwrite=a.overwrite, progress=not a.quiet)
     with store:
+        info = store.info()
+    print(f"indexed {info['items']} items ({info['bits']} bits, features {info['feature_storage']}, "
+          f"backend {info['backend']}) -> {a.out}")
+    return 0
+
+
+def _index_build_images(a: argparse.Namespace) -> int:
+    """index build MODEL_DIR --images PATHS / index create: an index of image files, unlabelled; running
+    it again adds only the files not yet in the index (an interrupted build resumes)."""
+    from hashret.indexing import add_files, open_or_create_index
+    from hashret.run import open_run
+
+    run = open_run(a.run_dir)
+    with open_or_create_index(run, a.out, feature_storage=a.features, pca_dim=a.pca_dim, backend=a.backend,
+                              overwrite=a.overwrite) as store:
+        if a.images:
+            done = add_files(store, a.images, on_bad_image=a.on_bad_image, batch_size=a.batch_size,
+                             thumbnails=True if a.thumbnails is None else a.thumbnails,  # for serve's page
+                             model=run.encoder, progress=not a.quiet)
+            print(f"added {len(done.ids)} images ({done.already} already in the index, {done.unreadable} "
+                  f"unreadable skipped)", file=sys.stderr)
         info = store.info()
     print(f"indexed {info['items']} items ({info['bits']} bits, features {info['feature_storage']}, "
           f"backend {info['backend']}) -> {a.out}")
@@ -576,6 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_search)
 
     _add_index_parser(sub)
+    from hashret.cli_models import add_models_parser  # models fit | list | get
+
+    add_models_parser(sub)
 
     p = sub.add_parser("serve", help="HTTP API and web page for query-by-image over an index",
                        description="Read-only unless given a write key; binds 127.0.0.1 and answers only "
@@ -688,9 +714,25 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
     p.add_argument("--thumbnails", action=argparse.BooleanOptionalAction, default=None,
                    help="keep a PNG copy of each image (default: for images up to 64 px)")
     p.add_argument("--overwrite", action="store_true", help="rebuild over an existing index")
+    p.add_argument("--images", nargs="+", help="index these image files / folders (recursive, no labels "
+                                               "needed) instead of the run's dataset; run again to resume")
+    p.add_argument("--on-bad-image", choices=["error", "skip"], default="error", help="with --images")
     _add_data_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_index_build)
+
+    p = isub.add_parser("create", help="an empty index of a run's or model directory's model "
+                                       "(then index add)")
+    p.add_argument("run_dir", help="a trained run or a model directory (hashret models fit / get)")
+    p.add_argument("--out", required=True, help="index directory to write")
+    p.add_argument("--backend", default=None, choices=list_indexes(),
+                   help="Hamming search backend (hashret.index.list_indexes())")
+    p.add_argument("--features", choices=["float16", "float32", "pca"],
+                   help="how the re-rank features are stored (default float16)")
+    p.add_argument("--pca-dim", type=int, help="stored dimension with --features pca")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    p.set_defaults(func=_index_build, images=None, batch_size=512, thumbnails=None, on_bad_image="error",
+                   quiet=True)
 
     p = isub.add_parser("load-shards", help="bulk-load encoded shards into an index directory or Milvus "
                                             "(resumable; visible only when complete)")
@@ -751,7 +793,7 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _train, "encode": _encode, "evaluate": _evaluate, "search": _search,
     "download": _download, "demo": _demo, "serve": _serve, "index": lambda a: a.func(a),
-    "export-onnx": _export_onnx,
+    "export-onnx": _export_onnx, "models": lambda a: a.func(a),
 }
 
 
