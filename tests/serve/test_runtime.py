@@ -194,6 +194,12 @@ def test_serve_runtime_flags(index_copy, index_onnx, captured, capsys, tmp_path,
     key.chmod(0o600)
     assert main(["serve", str(index_copy), "--workers", "2", "--write-key-file", str(key)]) == 2
     assert "add --read-only" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        assert main(["serve", str(index_copy), "--workers", "2", "--runtime", "torch", "--port", port]) == 2
+    assert "choose another --port" in capsys.readouterr().err
 
 
 def _free_port() -> int:

@@ -242,7 +242,12 @@ def _serve_workers(index_dir: str | Path, choice: RuntimeChoice, opts: dict[str,
 
     sock = socket.socket(socket.AF_INET6 if ":" in opts["host"] else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((opts["host"], opts["port"]))
+    try:
+        sock.bind((opts["host"], opts["port"]))
+    except OSError as e:
+        sock.close()
+        raise RuntimeError(f"cannot listen on {opts['host']}:{opts['port']} ({e.strerror}): choose another "
+                           "--port, or stop the server using it") from None
     sock.set_inheritable(True)
     ctx = multiprocessing.get_context("spawn")
 
