@@ -51,6 +51,7 @@ def run(argv, capsys):
     return rc, out, err
 
 
+@pytest.mark.slow
 def test_fit_index_and_search_an_unlabelled_folder(tmp_path, capsys):
     photos = tmp_path / "photos"
     phone = write_photos(photos)
@@ -76,11 +77,25 @@ def test_fit_index_and_search_an_unlabelled_folder(tmp_path, capsys):
     assert hits[0]["source"] == str(phone.resolve()) and hits[0]["hamming"] == 0
     assert all(h["label"] == -1 and h["class_name"] is None for h in hits)
 
+    # the service answers with unlabelled hits and serves their stored thumbnails
+    from fastapi.testclient import TestClient
+
+    from hashret.index.store import IndexStore
+    from hashret.indexing import load_index_model
+    from hashret.serve import create_app
+
+    with IndexStore.open(idx) as store, TestClient(create_app(store, load_index_model(store)),
+                                                   base_url="http://127.0.0.1") as client:
+        r = client.post("/search", files={"image": ("q.jpg", phone.read_bytes(), "image/jpeg")},
+                        data={"k": "3", "rerank": "true"})
+        assert r.status_code == 200, r.text
+        top = r.json()["results"][0]
+        assert top["label"] == -1 and top["class_name"] is None and top["source"].endswith("phone.jpg")
+        assert client.get(f"/items/{top['id']}/image").status_code == 200
+
     assert run(["index", "create", model, "--out", idx2], capsys)[0] == 0
     rc, out, err = run(["index", "add", idx2, photos, "--on-bad-image", "skip", "--quiet"], capsys)
     assert rc == 0 and "added 16 images" in out
-    from hashret.index.store import IndexStore
-
     with IndexStore.open(idx) as a, IndexStore.open(idx2) as b:
         assert a.manifest.model["sha256"] == b.manifest.model["sha256"]
         sa = {m.source: c.tobytes() for m, c in zip(a.get_items(np.arange(16)), a.codes, strict=True)}
