@@ -303,16 +303,24 @@ def _index_load_shards(a: argparse.Namespace) -> int:
         if given:
             _unused(", ".join(given), "Milvus stores float32 features and searches them itself (these "
                                       "options are for an index directory, --out)")
+        from hashret.index.milvus import parse_milvus_uri
+
+        where = parse_milvus_uri(a.milvus)  # milvus://HOST:PORT/COLLECTION, http://HOST:PORT or FILE.db
+        if where.collection and a.collection and where.collection != a.collection:
+            raise ValueError(f"--milvus {a.milvus} names collection {where.collection!r}, --collection "
+                             f"{a.collection!r}: give one of them")
+        collection = where.collection or a.collection or "hashret"
     else:
-        given = ["--token"] * (a.token is not None) + ["--collection"] * (a.collection != "hashret")
+        given = ["--token"] * (a.token is not None) + ["--collection"] * (a.collection is not None)
         if given:
             _unused(", ".join(given), "Milvus options: they apply with --milvus, not --out")
     shards = open_shards(a.shards_dir)
     if a.milvus is not None:
-        index = load_shards_milvus(shards, uri=a.milvus, token=a.token, collection=a.collection,
+        index = load_shards_milvus(shards, uri=where.uri, token=a.token, collection=collection,
                                    overwrite=a.overwrite)
-        print(f"loaded {shards.count} shards, {len(index)} items -> Milvus {a.milvus}, "
-              f"collection {a.collection}")
+        layout = f", features in the {index.layout!r} layout" if index.layout else ""
+        print(f"loaded {shards.count} shards, {len(index)} items -> Milvus {where.uri}, "
+              f"collection {collection}{layout}")
         return 0
     out = load_shards_store(shards, a.out, backend=a.backend or "faiss-flat", feature_storage=a.features,
                             pca_dim=a.pca_dim, overwrite=a.overwrite)
@@ -738,9 +746,10 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
                                             "(resumable; visible only when complete)")
     p.add_argument("shards_dir", help="folder of shard-i-of-n folders, e.g. RUN/encodings/database.shards")
     p.add_argument("--out", help="index directory to create")
-    p.add_argument("--milvus", metavar="URI", help="Milvus instead: a local file.db (embedded) or "
-                                                  "http://host:19530 (server / cluster)")
-    p.add_argument("--collection", default="hashret", help="Milvus collection name (default hashret)")
+    p.add_argument("--milvus", metavar="URI", help="Milvus instead: a local file.db (embedded), or a server "
+                                                  "/ cluster: milvus://HOST:PORT/COLLECTION or http://HOST:PORT")
+    p.add_argument("--collection", help="Milvus collection name (default hashret; or in the URI: "
+                                        "--milvus milvus://HOST:PORT/COLLECTION)")
     p.add_argument("--token", help="Milvus credentials, user:password or an API key")
     p.add_argument("--backend", default=None, choices=list_indexes(),
                    help="Hamming search backend of an index directory")

@@ -266,3 +266,54 @@ def test_parse_milvus_uri(text, uri, collection):
 def test_parse_milvus_uri_errors(text, message):
     with pytest.raises(ValueError, match=message.replace("?", r"\?")):
         milvus_mod.parse_milvus_uri(text)
+
+
+@pytest.mark.slow
+def test_server_stopping_mid_load_leaves_it_loading_and_resumable(tmp_path):
+    """A real Milvus 2.3.5 server stopped during a bulk load: the write fails with the fix named,
+    the collection stays "loading" (refused for search) across the restart, and the load resumes."""
+    pytest.importorskip("milvus", reason="the Milvus 2.3.5 server package is not installed: "
+                                         "pip install 'hashret[milvus-server]'")
+    from hashret.index.milvus_server import start_milvus_server
+
+    try:
+        server = start_milvus_server(tmp_path / "server")
+    except RuntimeError as e:
+        pytest.skip(f"the Milvus 2.3.5 server cannot run on this machine: {e}")
+    rng = np.random.default_rng(5)
+    db = rng.integers(0, 256, (900, 2), dtype=np.uint8)
+    feats = rng.standard_normal((900, 4)).astype(np.float32)
+    index = MilvusIndex.open_for_loading(16, uri=server.uri, token=None, collection="midload", feature_dim=4,
+                                         timeout=5)
+    index.insert_rows(np.arange(600), db[:600], feats[:600], None)
+    server.stop()
+    stopped = r"failed while inserting rows into collection 'midload'.*stays marked as loading.*to resume"
+    with pytest.raises(MilvusUnavailableError, match=stopped):
+        index.insert_rows(np.arange(600, 900), db[600:], feats[600:], None)
+    again = start_milvus_server(tmp_path / "server")  # same data (the old port may be in TIME_WAIT)
+    try:
+        with pytest.raises(ValueError, match="is being bulk-loaded, or its load stopped part-way"):
+            MilvusIndex(16, uri=again.uri, collection="midload")
+        resumed = MilvusIndex.open_for_loading(16, uri=again.uri, token=None, collection="midload",
+                                               feature_dim=4)
+        assert resumed.count_id_range(0, 600) == 600 and resumed.layout == "array"
+        resumed.insert_rows(np.arange(600, 900), db[600:], feats[600:], None)
+        resumed.mark_ready()
+        ready = MilvusIndex(16, uri=again.uri, collection="midload")
+        _same(ready.search(db[:10], 20), _numpy_index(16, db).search(db[:10], 20))
+        np.testing.assert_array_equal(ready.get_features([899, 0]), feats[[899, 0]])
+    finally:
+        again.stop()
+
+
+def test_cli_takes_a_milvus_uri_with_its_collection(capsys):
+    from hashret.cli import main
+
+    argv = ["index", "load-shards", "no-such-shards", "--milvus", "milvus://127.0.0.1:19530/images"]
+    assert main([*argv, "--collection", "other"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("--milvus milvus://127.0.0.1:19530/images names collection 'images', --collection "
+                        "'other': give one of them")
+    argv[-1] = "milvus://127.0.0.1:19530/bad-name"
+    assert main(argv) == 2
+    assert "'bad-name' is not a valid collection name" in capsys.readouterr().err

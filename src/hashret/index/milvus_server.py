@@ -66,13 +66,45 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _config(milvus: Any, data_dir: Path) -> Any:
+    """The package's configuration, with the embedded etcd on free ports of its own.
+
+    The package leaves etcd on its defaults (2379 for clients, 2380 for peers), so a second
+    server on the machine (another test session) would fail to start; an etcd configuration
+    file (``etcd.config.path``, which the package's template lacks) moves them.
+    """
+    package = Path(milvus.__file__).parent / "data"
+    template = (package / "config.yaml.template").read_text()
+    anchor = "  use:\n    embed: true"
+    configs = data_dir / "configs"
+    configs.mkdir(parents=True, exist_ok=True)
+    if anchor not in template:  # another package layout: its defaults as they are
+        return milvus.MilvusServerConfig(data_dir=str(data_dir))
+    client, peer = free_port(), free_port()
+    (configs / "etcd.yaml").write_text(
+        f"name: default\nlisten-client-urls: http://127.0.0.1:{client}\n"
+        f"advertise-client-urls: http://127.0.0.1:{client}\nlisten-peer-urls: http://127.0.0.1:{peer}\n"
+        f"initial-advertise-peer-urls: http://127.0.0.1:{peer}\n"
+        f"initial-cluster: default=http://127.0.0.1:{peer}\n")
+    path = configs / "milvus.yaml.template"
+    path.write_text(template.replace(anchor, "  config:\n    path: {{ etcd_config_path }}\n" + anchor))
+    config = milvus.MilvusServerConfig(data_dir=str(data_dir), template=str(path))
+    config.glog_conf_file = str(package / "glog.conf")  # set by the package only for its own template
+    config.set("etcd_config_path", str(configs / "etcd.yaml"))
+    # every port a free one of the system's choosing: the package counts up from Milvus's defaults
+    # (53100, 19531, ...), so two servers starting at once would take the same ones
+    ports = {key: free_port() for key in config.configurable_items if key.endswith("_port")}
+    config.update(**{**ports, "etcd_port": client})
+    return config
+
+
 def start_milvus_server(data_dir: str | Path, *, port: int | None = None,
                         timeout: float = 120.0) -> MilvusServerProcess:
     """Start the bundled Milvus standalone server and wait until it answers.
 
     Args:
         data_dir: folder for its binaries (unpacked there, about 200 MB), data and logs.
-        port: port to listen on (``None``: a free one; taken if busy: the next free one).
+        port: port to listen on (``None``: a free one).
         timeout: seconds to wait for the server's health check.
 
     Raises:
@@ -83,9 +115,15 @@ def start_milvus_server(data_dir: str | Path, *, port: int | None = None,
         import milvus
     except ImportError as e:
         raise ImportError(f"a local Milvus server needs the milvus package (2.3.5): {_INSTALL}") from e
+    if not hasattr(milvus, "MilvusServer"):
+        raise ImportError(f"`import milvus` found {milvus.__file__}, not the Milvus server package: run from "
+                          f"another folder, or {_INSTALL}")
     data_dir = Path(data_dir).resolve()
-    server = milvus.MilvusServer(milvus.MilvusServerConfig(data_dir=str(data_dir)), wait_for_started=False)
-    server.listen_port = free_port() if port is None else int(port)
+    config = _config(milvus, data_dir)
+    if port is not None:
+        config.update(proxy_port=int(port))
+    server = milvus.MilvusServer(config, wait_for_started=False)
+    server.webservice_port = free_port()  # its health check (the package counts up from 9091)
     t0 = time.perf_counter()
     server.start()
     try:
@@ -96,5 +134,5 @@ def start_milvus_server(data_dir: str | Path, *, port: int | None = None,
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
         raise RuntimeError(f"the Milvus server in {data_dir} did not start ({e}); its log ends:\n"
                            f"{tail}") from e
-    port = int(server.listen_port)
+    port = int(server.config.get("proxy_port"))
     return MilvusServerProcess(f"http://127.0.0.1:{port}", port, data_dir, time.perf_counter() - t0, server)
