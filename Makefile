@@ -83,6 +83,16 @@ bench-attacks: $(STAMP)
 
 bench: bench-mnist bench-cifar10
 
+# issue 13, no training: EfficientNet-Lite0 ImageNet features + ITQ / PCA-sign / LSH on CIFAR-10 (about 4 min
+# of ONNX encoding, cached in .cache/, then 15 min of evaluation on 2 cores), and near-duplicate search against
+# imagehash's pHash (pip install '.[bench]'; about 5 min)
+.PHONY: bench-pretrained-hash bench-near-duplicates
+bench-pretrained-hash: $(STAMP)
+	$(BIN)/python benchmarks/pretrained_hash.py
+bench-near-duplicates: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/near_duplicates.py
+
 # DLBHC vs triplet ranking hashing, same backbone and epochs (README "Methods"; about 40 minutes on 2 cores)
 .PHONY: bench-methods
 bench-methods: $(STAMP)
