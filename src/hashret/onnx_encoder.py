@@ -152,6 +152,7 @@ class OnnxEncoder:
             machine; its threads do not spin while waiting, so idle threads cost nothing).
     """
 
+    runtime = "onnx"
     precision = "fp32"
     device = "cpu"
 

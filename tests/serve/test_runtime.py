@@ -170,6 +170,10 @@ def test_serve_runtime_flags(index_copy, index_onnx, captured, capsys, tmp_path,
     retriever = captured[-1].state.retriever
     assert isinstance(retriever.query_encoder, OnnxEncoder)
     assert (retriever.batcher.max_batch, retriever.batcher.window) == (4, 0.001)
+    with TestClient(captured[-1], base_url=LOCAL) as client:
+        assert client.get("/stats").json()["encoder"] == {
+            "runtime": "onnx", "precision": "fp32", "max_batch": 4, "batch_window_ms": 1.0, "batches": 1,
+            "encoded": 1}  # the warm-up's blank image
     assert "queries encoded by ONNX Runtime fp32" in capsys.readouterr().out
 
     assert main(["serve", str(index_copy), "--runtime", "auto"]) == 0
@@ -182,6 +186,8 @@ def test_serve_runtime_flags(index_copy, index_onnx, captured, capsys, tmp_path,
 
     assert main(["serve", str(index_copy), "--runtime", "torch", "--max-batch", "1"]) == 0
     assert captured[-1].state.retriever.query_encoder is captured[-1].state.retriever.model
+    stats = captured[-1].state.retriever.stats()["encoder"]
+    assert stats["runtime"] == "torch" and stats["max_batch"] == 1
 
     other = tmp_path / "other.onnx"
     with IndexStore.open(index_copy) as store:

@@ -152,15 +152,21 @@ class MicroBatcher:
 
     def _run_whole(self, item: _Item) -> None:
         try:
-            item.future.set_result(self.encoder.encode(item.image))
+            enc = self.encoder.encode(item.image)
         except Exception as e:  # noqa: BLE001 - the caller gets it
             item.future.set_exception(e)
+            return
+        self.batches += 1
+        self.encoded += len(item.image)
+        item.future.set_result(enc)
 
     def _one_by_one(self, items: list[_Item]) -> None:
         for it in items:
             try:
-                it.future.set_result(self.encoder.encode(it.image[None]))
-                self.batches += 1
-                self.encoded += 1
+                enc = self.encoder.encode(it.image[None])
             except Exception as e:  # noqa: BLE001 - only this caller's image failed
                 it.future.set_exception(e)
+                continue
+            self.batches += 1
+            self.encoded += 1
+            it.future.set_result(enc)

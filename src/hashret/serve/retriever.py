@@ -315,7 +315,15 @@ class Retriever:
                           "backbone": cfg.get("backbone"), "bits": cfg.get("bits"),
                           "classes": list(self.model.classes),
                           "image_shape": list(self.model.image_shape)},
+                "encoder": self.encoder_stats(),
             }
+
+    def encoder_stats(self) -> dict[str, Any]:
+        """How queries are encoded: runtime, precision, batching, and batches / images so far."""
+        b, q = self.batcher, self.query_encoder
+        return {"runtime": getattr(q, "runtime", "torch"), "precision": q.precision,
+                "max_batch": b.max_batch, "batch_window_ms": round(b.window * 1e3, 3),
+                "batches": b.batches, "encoded": b.encoded}
 
 
 class _OnModelThread:

@@ -88,5 +88,8 @@ class Stats(BaseModel):
     max_k: int
     max_upload_bytes: int
     read_key: bool = Field(description="whether reads need the read key")
+    encoder: dict[str, Any] = Field(default_factory=dict, description=(
+        "how uploads are encoded: runtime (torch or onnx), precision, max_batch, batch_window_ms; "
+        "batches and encoded so far (their ratio is the mean batch)"))
     refused: dict[str, int] = Field(default_factory=dict,
                                     description="requests and connections refused so far, by reason")
