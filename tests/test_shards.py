@@ -145,14 +145,22 @@ def test_store_load_resumes_and_appears_only_when_complete(sharded, tmp_path):
         load_shards_store(shards, out)
 
 
-def test_milvus_load_resumes_and_is_not_searchable_half_done(sharded, tmp_path):
+@pytest.fixture(params=["lite", pytest.param("server", marks=pytest.mark.slow)])
+def milvus_uri(request, tmp_path) -> str:
+    """A Milvus Lite database file, or the session's Milvus 2.3.5 server."""
+    if request.param == "server":
+        return request.getfixturevalue("milvus_server").uri
     pytest.importorskip("milvus_lite", reason="the milvus extra is not installed: "
                                               "pip install 'hashret[milvus]'")
+    return str(tmp_path / "milvus.db")
+
+
+def test_milvus_load_resumes_and_is_not_searchable_half_done(sharded, milvus_uri):
     from hashret.index.milvus import MilvusIndex
 
     run, whole = sharded
     shards = open_shards(shards_dir(run.run_dir, "database"))
-    uri = str(tmp_path / "milvus.db")
+    uri = milvus_uri
     with pytest.raises(_Crash):  # after shard 0 (3 batches) and 2 batches of shard 1
         load_shards_milvus(shards, uri=uri, collection="digits", batch=200, on_batch=_crash_after(5))
     with pytest.raises(ValueError, match="being bulk-loaded, or its load stopped part-way"):
@@ -172,6 +180,26 @@ def test_milvus_load_resumes_and_is_not_searchable_half_done(sharded, tmp_path):
     assert reopened.get_items([700])[0].source == str(db.ids[700])
     with pytest.raises(FileExistsError, match="already loaded"):
         load_shards_milvus(shards, uri=uri, collection="digits")
+    reopened.drop()
+
+
+@pytest.mark.slow
+def test_cli_loads_into_a_milvus_server_named_by_uri(sharded, milvus_server, capsys):
+    from hashret.index.milvus import MilvusIndex
+
+    run, whole = sharded
+    where = f"milvus://127.0.0.1:{milvus_server.port}/digits_cli"
+    assert main(["index", "load-shards", str(shards_dir(run.run_dir, "database")), "--milvus", where]) == 0
+    assert capsys.readouterr().out.strip() == (f"loaded 3 shards, {len(whole['database'])} items -> Milvus "
+                                               f"{milvus_server.uri}, collection digits_cli, features in the "
+                                               "'array' layout")
+    index = MilvusIndex.open(where)
+    ref = FlatIndex(16)
+    ref.add(whole["database"].codes)
+    for got, want in zip(index.search(whole["database"].codes[:20], 30),
+                         ref.search(whole["database"].codes[:20], 30), strict=True):
+        np.testing.assert_array_equal(got, want)
+    index.drop()
 
 
 def test_cli_encode_shard_merge_and_load(sharded, tmp_path, capsys):
