@@ -129,6 +129,21 @@ class HammingIndex(ABC):
         """Remove every code (ids start at 0 again); a trained backend stays trained."""
         self._reset()
 
+    def fit_state(self, codes: np.ndarray) -> bytes | None:
+        """What adding ``codes`` first would train (an IVF's centroids), as bytes for
+        :meth:`load_state`; None for backends that train nothing (the default). The index
+        itself is left as it was. An index directory stores these bytes with its first
+        codes, so its backend searches the same way after every reopen or compaction."""
+        return None
+
+    def load_state(self, state: bytes) -> None:
+        """Take a trained state made by :meth:`fit_state` (before any code is added).
+
+        Raises:
+            ValueError: this backend keeps no state, or the state is of another setting.
+        """
+        raise ValueError(f"the {self.name} backend keeps no trained state")
+
     def check_codes(self, codes: np.ndarray, what: str = "codes") -> np.ndarray:
         """Validate packed codes for this index (:func:`hashret.codes.check_codes`); return them as
         C-contiguous ``uint8[n, nbytes]``.

@@ -79,6 +79,37 @@ class FaissIVFIndex(HammingIndex):
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
+    def fit_state(self, codes: np.ndarray) -> bytes | None:
+        """The ``nlist`` centroids the first add of ``codes`` trains (binary k-means, faiss's
+        default seed), serialised; None when there are fewer codes than lists (the add
+        would refuse them)."""
+        c = self.check_codes(codes, "training codes")
+        if len(c) < self.nlist:
+            return None
+        probe = FaissIVFIndex(self.bits, nlist=self.nlist, nprobe=self.nprobe)
+        probe.train(c)
+        faiss = _faiss.import_faiss()
+        return faiss.serialize_index_binary(probe._quantizer).tobytes()
+
+    def load_state(self, state: bytes) -> None:
+        """Take centroids made by :meth:`fit_state` (for the same ``bits`` and ``nlist``).
+
+        Raises:
+            ValueError: codes were added already, or the centroids do not fit this index.
+        """
+        if len(self):
+            raise ValueError("load the trained centroids before adding codes")
+        faiss = _faiss.import_faiss()
+        quantizer = faiss.deserialize_index_binary(np.frombuffer(state, np.uint8))
+        if quantizer.d != self.dim or quantizer.ntotal != self.nlist:
+            raise ValueError(f"the stored centroids are {quantizer.ntotal} of {quantizer.d} bits, this index "
+                             f"has nlist={self.nlist} of {self.dim} bits: rebuild the index")
+        nprobe = self.nprobe
+        self._quantizer = quantizer
+        self._index = faiss.IndexBinaryIVF(self._quantizer, self.dim, self.nlist)
+        self._index.is_trained = True
+        self.nprobe = nprobe
+
     def _add(self, codes: np.ndarray) -> None:
         if not self.is_trained:
             if len(codes) < self.nlist:

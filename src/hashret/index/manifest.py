@@ -126,7 +126,10 @@ class Manifest:
         feature_dim: float feature dimension as given to ``add`` (before any PCA).
         feature_storage: ``"float32"``, ``"float16"`` or ``"pca"`` (PCA-reduced float16).
         stored_dim: the dimension of the stored features (``pca_dim`` for PCA).
-        backend: the Hamming index backend searched at open (``hashret.index`` registry).
+        backend: the Hamming index backend searched at open, as a spec with its options
+            (``"popcount"``, ``"faiss-ivf:nlist=256,nprobe=16"``; ``hashret.index`` registry).
+        backend_state: the file of what the backend trained on the first codes (an IVF's
+            centroids; :meth:`HammingIndex.fit_state`), or ``None``.
         model: identity of the model that made the codes: ``{"sha256", "config", "file"}``
             (``file`` is the copy inside the index, or ``None`` for codes given directly).
         generation: incremented by every commit.
@@ -152,6 +155,7 @@ class Manifest:
     removed: FileEntry | None = None
     removed_count: int = 0
     pca: FileEntry | None = None
+    backend_state: FileEntry | None = None
     build: dict[str, Any] | None = None
     metadata: MetadataSeal | None = None
     created: str = ""
@@ -178,7 +182,7 @@ class Manifest:
     def files(self) -> list[FileEntry]:
         """Every file the committed state needs."""
         out = [f for s in self.segments for f in s.files()]
-        out += [f for f in (self.removed, self.pca) if f is not None]
+        out += [f for f in (self.removed, self.pca, self.backend_state) if f is not None]
         if self.metadata is not None:
             out.append(self.metadata.sums)
         if self.model.get("file"):
@@ -226,7 +230,7 @@ class Manifest:
                 Segment(s["name"], s["rows"], *(FileEntry(**s[k]) for k in ("codes", "features", "ids")))
                 for s in d["segments"]
             )
-            for key in ("removed", "pca"):
+            for key in ("removed", "pca", "backend_state"):
                 d[key] = FileEntry(**d[key]) if d.get(key) else None
             if d.get("metadata"):
                 md = dict(d["metadata"])

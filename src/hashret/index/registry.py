@@ -36,17 +36,55 @@ def list_indexes() -> list[str]:
     return sorted(INDEXES)
 
 
+def parse_index_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"faiss-ivf:nlist=256,nprobe=16"`` -> ``("faiss-ivf", {"nlist": 256, "nprobe": 16})``.
+
+    A spec is a backend name, optionally followed by ``:`` and comma-separated ``key=value``
+    options (numbers become ``int`` / ``float``). It is what an index directory records as its
+    backend, so a backend's options survive a reopen.
+
+    Raises:
+        ValueError: an option without ``=``.
+    """
+    name, _, rest = spec.partition(":")
+    options: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"backend spec {spec!r}: options are key=value, e.g. "
+                             "faiss-ivf:nlist=256,nprobe=16")
+        options[key.strip()] = _number(value.strip())
+    return name.strip(), options
+
+
+def index_spec(name: str, **options: Any) -> str:
+    """The spec string of a backend and its options (:func:`parse_index_spec` reads it back)."""
+    return name + (":" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) if options else "")
+
+
+def _number(value: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
 def create_index(name: str, bits: int, **options: Any) -> HammingIndex:
-    """Create an empty index by name.
+    """Create an empty index by name or spec.
 
     ``create_index("numpy", 48)``, ``create_index("faiss-flat", 64)``,
-    ``create_index("faiss-ivf", 64, nlist=256, nprobe=16)``: the options are the keyword
+    ``create_index("faiss-ivf", 64, nlist=256, nprobe=16)`` or, the same,
+    ``create_index("faiss-ivf:nlist=256,nprobe=16", 64)``: the options are the keyword
     arguments of the backend class (see its docstring).
 
     Raises:
         ValueError: unknown name, or an option the backend does not take.
         ImportError: the backend needs faiss and it is not installed.
     """
+    name, spec_options = parse_index_spec(name)
+    options = spec_options | options
     if name not in INDEXES:
         raise ValueError(f"unknown index {name!r}: choose one of {', '.join(list_indexes())}")
     cls = INDEXES[name]

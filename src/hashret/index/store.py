@@ -77,7 +77,7 @@ MODEL_FILE = "model.safetensors"
 LOCK_FILE = "write.lock"
 #: every name an index directory holds (what ``overwrite`` may replace; nothing else is touched)
 INDEX_ENTRIES = (MANIFEST_FILE, f"{METADATA_FILE}*", SEGMENT_DIR, MODEL_FILE, LOCK_FILE, "removed-*.npy",
-                 "pca-*.npy", "metadata-*.sums.npy", ".*.tmp")
+                 "pca-*.npy", "backend-*.npy", "metadata-*.sums.npy", ".*.tmp")
 #: Verify every checksum at open when the index files total at most this many bytes.
 VERIFY_AUTO_BYTES = 64 << 20
 #: Merge the segments after the first one when there are more than this many.
@@ -117,7 +117,9 @@ class IndexStore:
             feature_dim: dimension ``d`` of the float features that ``add`` receives.
             feature_storage: ``"float16"`` (default), ``"float32"`` or ``"pca"``.
             pca_dim: stored dimension for ``"pca"`` (fitted on the first batch added).
-            backend: Hamming search backend used at open (``hashret.index.list_indexes()``).
+            backend: Hamming search backend used at open (``hashret.index.list_indexes()``), or a
+                spec with its options (``"faiss-ivf:nlist=256,nprobe=16"``), recorded as given; what it
+                trains on the first codes (IVF centroids) is stored with them and reused at every open.
             model: identity of the model that makes the codes (``sha256``, ``config``, how to
                 encode queries); recorded in the manifest.
             model_file: the checkpoint; copied into the index so it is self-contained.
@@ -152,7 +154,8 @@ class IndexStore:
                 db = root / METADATA_FILE  # (a metadata.sqlite.damaged-* copy that repair kept stays)
                 for path in [db, db.with_name(f"{db.name}-wal"), db.with_name(f"{db.name}-shm"),
                              *root.glob("removed-*.npy"),
-                             *root.glob("pca-*.npy"), *root.glob("metadata-*.sums.npy"), root / MODEL_FILE]:
+                             *root.glob("pca-*.npy"), *root.glob("backend-*.npy"),
+                             *root.glob("metadata-*.sums.npy"), root / MODEL_FILE]:
                     path.unlink(missing_ok=True)
                 shutil.rmtree(root / SEGMENT_DIR, ignore_errors=True)
             model = json.loads(json.dumps(to_jsonable(model or {})))  # in memory as on disk
@@ -197,7 +200,8 @@ class IndexStore:
                 manifest = read_manifest(root)
                 if backend is not None:
                     create_index(backend, manifest.bits)
-                    manifest = manifest.evolve(backend=backend)
+                    kept = manifest.backend_state if backend == manifest.backend else None  # (another's)
+                    manifest = manifest.evolve(backend=backend, backend_state=kept)
                 try:
                     checked = _check_files(root, manifest, verify)
                     store = cls(root, manifest, writable=writable, lock_fd=lock_fd)
@@ -294,6 +298,11 @@ class IndexStore:
         changes: dict[str, Any] = {}
         if m.pca is None and self._codec.pca is not None:
             changes["pca"] = write_array(self.root, f"pca-{gen:06d}.npy", self._codec.pca)
+        if m.backend_state is None and m.rows == 0:  # what the backend trains on the first codes
+            state = create_index(m.backend, m.bits).fit_state(c)
+            if state is not None:
+                changes["backend_state"] = write_array(self.root, f"backend-{gen:06d}.npy",
+                                                       np.frombuffer(state, np.uint8))
         seg = write_segment(self.root, f"seg-{gen:06d}", c, f, ids)
         self.meta.insert(ids, list(items) if items is not None else [ItemMeta("")] * len(c))
         new = m.evolve(generation=gen, next_id=int(ids[-1]) + 1, count=m.count + len(c),
@@ -368,7 +377,8 @@ class IndexStore:
         that died before its commit are deleted first) or was never sealed (format 1)."""
         names = {f.name for f in self.manifest.files()}
         for path in [*self.root.glob(f"{SEGMENT_DIR}/*"), *self.root.glob("removed-*.npy"),
-                     *self.root.glob("pca-*.npy"), *self.root.glob("metadata-*.sums.npy"),
+                     *self.root.glob("pca-*.npy"), *self.root.glob("backend-*.npy"),
+                     *self.root.glob("metadata-*.sums.npy"),
                      *self.root.glob(".*.tmp"), *self.root.glob(f"{SEGMENT_DIR}/.*.tmp")]:
             rel = str(path.relative_to(self.root))
             if rel not in names:
@@ -581,6 +591,7 @@ class IndexStore:
         built aside and swapped in at the end, so a failed load changes nothing."""
         prev: Manifest | None = getattr(self, "_loaded", None)
         incremental = (prev is not None and prev.pca == m.pca and prev.backend == m.backend
+                       and prev.backend_state == m.backend_state
                        and m.segments[: len(prev.segments)] == prev.segments)
         if incremental:
             codec, backend = self._codec, self._backend
@@ -590,6 +601,8 @@ class IndexStore:
             pca = read_array(self.root, m.pca, mmap=False) if m.pca else None
             codec = FeatureCodec(m.feature_storage, m.feature_dim, pca)
             backend = create_index(m.backend, m.bits)
+            if m.backend_state is not None:  # trained once, on the first codes, and kept
+                backend.load_state(read_array(self.root, m.backend_state, mmap=False).tobytes())
             code_parts, feature_parts, id_parts, done = [], [], [], 0
         new_codes = []
         for s in m.segments[done:]:
