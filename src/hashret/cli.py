@@ -703,9 +703,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
-    from hashret.index import list_indexes  # light: the registry, no faiss or pymilvus yet
+def _backend_spec(spec: str) -> str:
+    """``--backend``: a registered backend, optionally with options (``faiss-ivf:nlist=256,nprobe=16``),
+    checked before anything loads."""
+    from hashret.index import list_indexes
+    from hashret.index.registry import parse_index_spec
 
+    try:
+        name, _ = parse_index_spec(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if name not in list_indexes():
+        raise argparse.ArgumentTypeError(f"unknown backend {name!r}: choose one of "
+                                         f"{', '.join(list_indexes())}")
+    return spec
+
+
+def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
     idx = sub.add_parser("index", help="persistent index: build, add, remove, compact, info, repair")
     isub = idx.add_subparsers(dest="index_command", required=True)
     p = isub.add_parser("build", help="encode a run's dataset into an index directory (resumable)")
@@ -713,7 +727,7 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
     p.add_argument("--out", required=True, help="index directory to write")
     p.add_argument("--split", default="train", choices=["train", "test", "all"],
                    help="which part of the run's dataset to index (default train: the database)")
-    p.add_argument("--backend", default=None, choices=list_indexes(),
+    p.add_argument("--backend", default=None, type=_backend_spec, metavar="NAME[:OPTION=VALUE,...]",
                    help="Hamming search backend (hashret.index.list_indexes())")
     p.add_argument("--features", choices=["float16", "float32", "pca"],
                    help="how the re-rank features are stored (default float16)")
@@ -733,7 +747,7 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
                                        "(then index add)")
     p.add_argument("run_dir", help="a trained run or a model directory (hashret models fit / get)")
     p.add_argument("--out", required=True, help="index directory to write")
-    p.add_argument("--backend", default=None, choices=list_indexes(),
+    p.add_argument("--backend", default=None, type=_backend_spec, metavar="NAME[:OPTION=VALUE,...]",
                    help="Hamming search backend (hashret.index.list_indexes())")
     p.add_argument("--features", choices=["float16", "float32", "pca"],
                    help="how the re-rank features are stored (default float16)")
@@ -751,7 +765,7 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
     p.add_argument("--collection", help="Milvus collection name (default hashret; or in the URI: "
                                         "--milvus milvus://HOST:PORT/COLLECTION)")
     p.add_argument("--token", help="Milvus credentials, user:password or an API key")
-    p.add_argument("--backend", default=None, choices=list_indexes(),
+    p.add_argument("--backend", default=None, type=_backend_spec, metavar="NAME[:OPTION=VALUE,...]",
                    help="Hamming search backend of an index directory")
     p.add_argument("--features", default="float16", choices=["float16", "float32", "pca"],
                    help="how an index directory stores the re-rank features (default float16)")
