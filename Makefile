@@ -38,8 +38,8 @@ bench-mnist: $(STAMP)
 bench-cifar10: $(STAMP)
 	$(BIN)/python benchmarks/quality.py --dataset cifar10 --data-dir $(DATA)/cifar10-jpeg/cifar10-jpeg.zip --bits 48 32 12 --epochs 15 --recipe airbench --val-fraction 0.05
 
-# issue 15: airbench94's recipe (batch 1024, 10 epochs, convnet-airbench94, alternating flips, mirror +
-# translate TTA); 48 bits first. Each code length: about 20 min training + 5 min TTA encoding on 2 idle cores
+# issue 15: airbench94's recipe (10 epochs, convnet-airbench94, alternating flips, mirror + translate TTA,
+# batch 512); 48 bits first. Each code length: about 15 min training + 4 min encoding on 2 idle cores
 bench-cifar10-airbench94: $(STAMP)
 	$(BIN)/python benchmarks/quality.py --dataset cifar10 --data-dir $(DATA)/cifar10-jpeg/cifar10-jpeg.zip --bits 48 12 32 64 128 --recipe airbench94 --val-fraction 0.05
 

@@ -546,8 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default="sgd", choices=["sgd", "airbench", "airbench94"],
                    help="optimisation recipe (hashret.training.recipes; airbench: the CIFAR-10 "
                         "speed-record parametrisation; airbench94: that and the rest of "
-                        "airbench94.py's defaults: batch 1024, 10 epochs, convnet-airbench94, "
-                        "alternating flips)")
+                        "airbench94.py's defaults: 10 epochs, convnet-airbench94, alternating "
+                        "flips, --tta-translate 1; batch 512)")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training set held out for model selection")
     p.add_argument("--image-size", type=int, help="resize folder images to this size on reading")
@@ -566,8 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the recipe's; airbench94 on)")
     p.add_argument("--tta-translate", type=int, metavar="PX",
                    help="also encode as the mean over the image shifted PX pixels up-left and "
-                        "down-right, database and queries alike (default 0: off); 3x the "
-                        "encoding time of --tta-flip")
+                        "down-right, database and queries alike (default: the recipe's for "
+                        "natural images, airbench94 1; 0 off); 3x the encoding time of --tta-flip")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="train over an existing run")
     p.add_argument("--cache-dir")

@@ -16,15 +16,15 @@ from hashret.training.schedule import one_cycle
 
 def test_airbench94_defaults_and_overrides():
     cfg = TrainConfig(dataset="cifar10", recipe="airbench94", device="cpu").resolved(natural=True)
-    assert (cfg.batch_size, cfg.epochs, cfg.lr, cfg.momentum) == (1024, 10, 11.5, 0.85)
+    assert (cfg.batch_size, cfg.epochs, cfg.lr, cfg.momentum) == (512, 10, 11.5, 0.85)
     assert cfg.weight_decay == 0.0153
     assert (cfg.backbone, cfg.alternate_flip, cfg.flip, cfg.tta_flip, cfg.tta_translate, cfg.pad) == (
-        "convnet-airbench94", True, True, True, 0, 2)
+        "convnet-airbench94", True, True, True, 1, 2)
     assert cfg.label_smoothing == 0.2
-    mine = TrainConfig(dataset="cifar10", recipe="airbench94", batch_size=512, epochs=3, backbone="convnet",
+    mine = TrainConfig(dataset="cifar10", recipe="airbench94", batch_size=1024, epochs=3, backbone="convnet",
                        alternate_flip=False, tta_translate=0).resolved(natural=True)
     assert (mine.batch_size, mine.epochs, mine.backbone, mine.alternate_flip, mine.tta_translate) == (
-        512, 3, "convnet", False, 0)
+        1024, 3, "convnet", False, 0)
     assert TrainConfig(dataset="cifar10", tta_translate=1).resolved(natural=True).tta_translate == 1
     with pytest.raises(ValueError, match="--tta-translate"):
         TrainConfig(dataset="cifar10", tta_translate=-1).resolved(natural=True)
@@ -45,21 +45,23 @@ def test_saved_config_without_new_options_reads_as_before():
 
 
 def test_airbench94_step_values_by_hand():
-    # 47,500 training images (5% validation) in batches of 1024: 47 steps, 470 in 10 epochs
+    # 47,500 training images (5% validation) in batches of 512: 93 steps, 930 in 10 epochs
     m = create_model("dlbhc", backbone="convnet-airbench94", bits=48, num_classes=10, in_channels=3,
                      input_size=(32, 32))
-    opt = make_optimizer(m, "airbench94", lr=11.5, momentum=0.85, weight_decay=0.0153, batch_size=1024)
+    opt = make_optimizer(m, "airbench94", lr=11.5, momentum=0.85, weight_decay=0.0153, batch_size=512)
     bias_group, other_group = opt.param_groups
-    # 11.5 / (1024 (1 + 1 / 0.15)) per example, times 1024 = 11.5 / 7.6667 = 1.5
-    assert other_group["lr"] == pytest.approx(1.5)
-    assert bias_group["lr"] == pytest.approx(96.0)
-    assert other_group["lr"] * other_group["weight_decay"] == pytest.approx(0.0153 * 0.15 / 1.15)
-    total = 470  # warm-up ends at int(0.23 * 470) = 108
+    # 11.5 / (1024 (1 + 1 / 0.15)) per example, times 512 = 11.5 / 7.6667 / 2 = 0.75
+    assert other_group["lr"] == pytest.approx(0.75)
+    assert bias_group["lr"] == pytest.approx(48.0)
+    # decay per step 0.0153 / 7.6667 / 2, whatever the group's rate
+    assert other_group["lr"] * other_group["weight_decay"] == pytest.approx(0.0153 * 0.15 / 1.15 / 2)
+    assert bias_group["lr"] * bias_group["weight_decay"] == pytest.approx(0.0153 * 0.15 / 1.15 / 2)
+    total = 930  # warm-up ends at int(0.23 * 930) = 213
     assert one_cycle(0, total) == pytest.approx(0.2)
-    assert one_cycle(54, total) == pytest.approx(0.6)
-    assert one_cycle(108, total) == pytest.approx(1.0)
-    assert one_cycle(289, total) == pytest.approx(1 - 181 / 362 * 0.93)
-    assert one_cycle(470, total) == pytest.approx(0.07)
+    assert one_cycle(71, total) == pytest.approx(0.2 + 0.8 / 3)
+    assert one_cycle(213, total) == pytest.approx(1.0)
+    assert one_cycle(571, total) == pytest.approx(1 - 358 / 717 * 0.93)
+    assert one_cycle(930, total) == pytest.approx(0.07)
 
 
 def test_alternating_flips_mirror_what_the_epoch_before_did_not():

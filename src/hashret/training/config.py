@@ -46,7 +46,7 @@ class TrainConfig:
         tta_translate: also average the codes over the image shifted by this many pixels up-left
             and down-right (reflect padding; airbench94's test-time augmentation: half the weight
             on the unshifted views), for database and queries alike; ``0``: no shift; ``None``:
-            the recipe's choice for natural images (none sets one yet), else 0.
+            the recipe's choice for natural images (airbench94: 1), else 0.
         recipe: ``sgd``, ``airbench`` or ``airbench94`` (:mod:`hashret.training.recipes`; the
             airbench ones read ``lr`` and ``weight_decay`` as decoupled values per 1024 examples).
         label_smoothing: of the softmax loss.
