@@ -65,6 +65,9 @@ def encode_images(model: nn.Module, images: np.ndarray, *, batch_size: int = 500
     """
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 [n, h, w, c], got {images.dtype} {images.shape}")
+    if tta_translate < 0 or (tta_translate and tta_translate >= min(images.shape[1:3])):
+        raise ValueError(f"--tta-translate {tta_translate} must be between 0 and the image side less one "
+                         f"({min(images.shape[1:3]) - 1} px for {images.shape[1]}x{images.shape[2]} images)")
     model.eval()
     threshold = float(getattr(model, "threshold", 0.5))
     feats, lats = [], []

@@ -135,6 +135,8 @@ def test_translate_tta_equals_hand_mean_and_is_the_same_for_queries_and_database
     np.testing.assert_allclose(db.latent, latent.numpy(), rtol=0, atol=1e-5)
     np.testing.assert_allclose(db.features, features.numpy(), rtol=0, atol=1e-5)
     assert sum(w for w, _ in tta_views(x, tta_flip=True, tta_translate=1)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="--tta-translate 12"):
+        encode_images(m, images, tta_translate=12)
     # no translation: the flip-only encoding, unchanged
     flip_only = encode_images(m, images, tta_flip=True)
     with torch.no_grad():
