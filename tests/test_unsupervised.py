@@ -93,6 +93,9 @@ def test_fit_index_and_search_an_unlabelled_folder(tmp_path, capsys):
         assert top["label"] == -1 and top["class_name"] is None and top["source"].endswith("phone.jpg")
         assert client.get(f"/items/{top['id']}/image").status_code == 200
 
+    rc, _, err = run(["index", "build", model, "--out", tmp_path / "idx3"], capsys)
+    assert rc == 2 and "--images FOLDER" in err  # a fitted model has no dataset of its own
+
     assert run(["index", "create", model, "--out", idx2], capsys)[0] == 0
     rc, out, err = run(["index", "add", idx2, photos, "--on-bad-image", "skip", "--quiet"], capsys)
     assert rc == 0 and "added 16 images" in out

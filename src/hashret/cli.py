@@ -212,6 +212,9 @@ def _index_build(a: argparse.Namespace) -> int:
     if a.images or a.index_command == "create":
         return _index_build_images(a)
     run = open_run(a.run_dir)
+    if run.model_config.num_classes == 0:  # hashret models fit / get: no dataset of its own
+        raise ValueError(f"{a.run_dir} is a model fitted without labels: name the images to index, "
+                         f"`hashret index build {a.run_dir} --images FOLDER --out {a.out}`")
     prev = None if a.overwrite else existing_build(a.out, backend=a.backend, feature_storage=a.features,
                                                    pca_dim=a.pca_dim)
     complete = bool(prev) and prev.get("done") == prev.get("total")
