@@ -993,8 +993,16 @@ def read_record(client: Any, collection: str) -> dict[str, Any] | None:
     """hashret's record of ``collection`` (bits, feature_dim, next_id, state, build), or None."""
     if not client.has_collection(REGISTRY):
         return None
+    _ensure_loaded(client, REGISTRY)
     rows = client.get(REGISTRY, ids=[collection], output_fields=["info"])
     return dict(rows[0]["info"]) if rows else None
+
+
+def _ensure_loaded(client: Any, name: str) -> None:
+    """Load a collection that is not (a restarted Milvus 2.3 server reloads its collections in the
+    background: reading one before that fails with "collection not loaded")."""
+    if not str(client.get_load_state(name)["state"]).endswith("Loaded"):
+        client.load_collection(name)
 
 
 def drop_collection(client: Any, collection: str) -> None:
