@@ -443,19 +443,22 @@ def write_report(res: dict, name: str, results_dir: Path) -> None:
         f"Model: {c['model']}. Server: `hashret serve --read-only --rate-limit 0` with the options shown, "
         f"127.0.0.1, backend {c['backend']}, started afresh for each setting. Clients: {c['clients']} "
         "threads in another process, keep-alive connections, back to back, cycling through an upload "
-        "(k=10), an upload re-ranked and a search by id re-ranked. Uploads = both upload kinds. Machine: "
+        "(k=10), an upload re-ranked and a search by id re-ranked. Uploads = both upload kinds; mean batch = "
+        "images per forward pass over the whole run (GET /stats; with 2 workers, one worker's). Machine: "
         f"{m['cpus']} cores ({m['cpu']}), shared with other work: the load average (1, 5, 15 min) before "
         "and after each setting is in the table.", "",
         "| setting | options | uploads/s | x first | upload p50 ms | upload p99 ms | all req/s | "
-        "by-id p50 ms | errors | server CPU s/s | server CPU ms/req | load before | load after |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "by-id p50 ms | errors | server CPU s/s | server CPU ms/req | mean batch | load before | "
+        "load after |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in runs:
         u, a, i = r["load"]["uploads"], r["load"]["all"], r["load"]["id+rerank"]
         lines.append(f"| {r['name']} | `{' '.join(r['options'])}` | {u['rps']} | {u['rps'] / base:.1f} | "
                      f"{u['p50_ms']} | {u['p99_ms']} | {a['rps']} | {i['p50_ms']} | {a['errors']} | "
                      f"{r['load']['server_cpu_s'] / c['seconds']:.2f} | "
-                     f"{r['load']['server_cpu_ms_per_request']} | {r['load']['loadavg_before']} | "
+                     f"{r['load']['server_cpu_ms_per_request']} | {r['load'].get('mean_batch')} | "
+                     f"{r['load']['loadavg_before']} | "
                      f"{r['load']['loadavg_after']} |")
     ag = res.get("agreement")
     if ag:
@@ -506,6 +509,11 @@ def run_setting(name: str, options: list[str], index: Path, reqs: list, clients:
     try:
         print(f"{name}: {clients} clients for {seconds:.0f} s against 127.0.0.1:{port} ...", flush=True)
         load = load_test(port, reqs, clients, seconds, server_pid=server.pid)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/stats")  # one worker's, when there are several
+        enc = json.loads(conn.getresponse().read()).get("encoder", {})
+        conn.close()
+        load["mean_batch"] = round(enc["encoded"] / max(enc["batches"], 1), 2) if enc else None
     finally:
         server.terminate()
         server.wait(60)
