@@ -62,6 +62,22 @@ def test_flip_averaging_and_resize_happen_inside_the_graph(tmp_path):
     assert np.abs(unflipped.features - ref.features).max() > 1e-3  # the flip does change the features
 
 
+def test_translate_averaging_happens_inside_the_graph(tmp_path):
+    """tta_translate (airbench94's shifted views, reflect padding) with the mirror: 6 weighted views."""
+    import torch
+
+    torch.manual_seed(1)
+    model = create_model("dlbhc", backbone="convnet-small", bits=16, num_classes=2, in_channels=3,
+                         input_size=(12, 12)).eval()
+    encoder = Encoder(model, 16, (12, 12, 3), True, "fp32", "cpu", ("a", "b"), tta_translate=2)
+    images = np.random.default_rng(1).integers(0, 256, (24, 12, 12, 3), dtype=np.uint8)
+    onnx = OnnxEncoder.from_encoder(encoder, tmp_path / "t.onnx")
+    got, ref = onnx.encode(images), encoder.encode(images)
+    assert onnx.tta_translate == 2 and np.array_equal(got.codes, ref.codes)
+    np.testing.assert_allclose(got.features, ref.features, atol=1e-4)
+    np.testing.assert_allclose(got.latent, ref.latent, atol=1e-5)
+
+
 def test_bf16_encoder_differs_from_the_fp32_graph_only_near_the_threshold(digits_run, digits_onnx):
     """A bf16 Encoder (the training arithmetic on CPUs with native bf16) against ONNX Runtime's fp32:
     the bits that differ are those whose activation lies within bf16's rounding of the threshold."""

@@ -3,9 +3,10 @@
 :func:`export_onnx` writes everything between the decoded image and the float outputs into
 one graph: ``uint8[n, h, w, c]`` pixels -> ``/ 255`` -> the model's own preprocessing
 (resize, normalisation) -> backbone -> features and latent activations, and with
-``tta_flip`` the mean of the image's and its mirror image's, exactly as
-:func:`hashret.encode.encode_images` computes them. The batch axis is dynamic. Thresholding
-stays outside the graph, in :mod:`hashret.codes`, as for every other encoder.
+``tta_flip`` / ``tta_translate`` the weighted mean over the test-time views
+(:func:`hashret.encode.tta_views`), exactly as :func:`hashret.encode.encode_images` computes
+them. The batch axis is dynamic. Thresholding stays outside the graph, in :mod:`hashret.codes`,
+as for every other encoder.
 
 :class:`OnnxEncoder` has the interface the service and the indexing code use from
 :class:`hashret.encoder.Encoder` (``encode``, ``read``, ``bits``, ``image_shape``, ...). It
@@ -30,7 +31,7 @@ import numpy as np
 from hashret.codes import encode as pack_activations
 from hashret.codes import unpack
 from hashret.data import read_image
-from hashret.encode import Encoded
+from hashret.encode import Encoded, tta_views
 from hashret.encoder import Encoder
 
 #: Names of the graph's input and outputs.
@@ -56,12 +57,20 @@ def encode_graph(encoder: Encoder) -> Any:
     from torch import nn
 
     class EncodeGraph(nn.Module):
-        def __init__(self, model: nn.Module, tta_flip: bool) -> None:
+        def __init__(self, model: nn.Module, tta_flip: bool, tta_translate: int) -> None:
             super().__init__()
-            self.model, self.tta_flip = model, tta_flip
+            self.model, self.tta_flip, self.tta_translate = model, tta_flip, tta_translate
 
         def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             x = pixels.permute(0, 3, 1, 2).float() / 255  # [n, h, w, c] uint8 -> [n, c, h, w] in [0, 1]
+            if self.tta_translate:  # encode_images' weighted views, in its order
+                f = z = None
+                for wt, view in tta_views(x, tta_flip=self.tta_flip, tta_translate=self.tta_translate):
+                    fv = self.model.forward_features(view)
+                    zv = self.model.forward_latent(fv)
+                    f = wt * fv if f is None else f + wt * fv
+                    z = wt * zv if z is None else z + wt * zv
+                return f, z
             f = self.model.forward_features(x)
             z = self.model.forward_latent(f)
             if self.tta_flip:
@@ -70,14 +79,16 @@ def encode_graph(encoder: Encoder) -> Any:
                 f = (f + f2) / 2
             return f, z
 
-    return EncodeGraph(encoder.model, bool(encoder.tta_flip)).eval()
+    translate = int(getattr(encoder, "tta_translate", 0))
+    return EncodeGraph(encoder.model, bool(encoder.tta_flip), translate).eval()
 
 
 def _metadata(encoder: Encoder, model_sha256: str | None) -> dict[str, str]:
     """What an OnnxEncoder needs besides the graph, stored in the ONNX file's metadata."""
     return {"hashret": json.dumps({"model_sha256": model_sha256,
         "bits": int(encoder.bits), "image_shape": [int(s) for s in encoder.image_shape],
-        "tta_flip": bool(encoder.tta_flip), "threshold": float(encoder.threshold),
+        "tta_flip": bool(encoder.tta_flip), "tta_translate": int(getattr(encoder, "tta_translate", 0)),
+        "threshold": float(encoder.threshold),
         "feature_dim": int(encoder.feature_dim), "classes": list(encoder.classes),
         "torch_precision": encoder.precision, "config": encoder.model.config.to_dict()})}
 
@@ -88,17 +99,14 @@ def export_onnx(encoder: Encoder, path: str | Path, *, model_sha256: str | None 
     The graph takes ``pixels: uint8[batch, h, w, c]`` (``h, w, c`` = ``encoder.image_shape``,
     batch dynamic, 1 .. :data:`MAX_EXPORT_BATCH`) and gives ``features: float32[batch, d]`` and
     ``latent: float32[batch, bits]``. The file's metadata holds bits, threshold, image shape,
-    flip averaging, the model config and ``model_sha256`` (the checkpoint's, so that a server can
-    check the file belongs to its index), so :class:`OnnxEncoder` needs nothing else.
+    flip and translate averaging, the model config and ``model_sha256`` (the checkpoint's, so that
+    a server can check the file belongs to its index), so :class:`OnnxEncoder` needs nothing else.
 
     Raises:
         ImportError: the ``onnx`` extra is not installed.
     """
     import torch
 
-    if getattr(encoder, "tta_translate", 0):
-        raise ValueError("this run encodes with --tta-translate, which the ONNX export does not "
-                         "reproduce: serve it with the torch encoder, or train with --tta-translate 0")
     _require("onnxscript")
     onnx = _require("onnx")
     path = Path(path)
@@ -177,6 +185,7 @@ class OnnxEncoder:
         self.bits: int = int(m["bits"])
         self.image_shape: tuple[int, int, int] = tuple(int(s) for s in m["image_shape"])  # type: ignore[assignment]
         self.tta_flip: bool = bool(m["tta_flip"])
+        self.tta_translate: int = int(m.get("tta_translate", 0))
         self.threshold: float = float(m["threshold"])
         self.feature_dim: int = int(m["feature_dim"])
         self.classes: tuple[str, ...] = tuple(m["classes"])

@@ -160,10 +160,12 @@ def test_one_digits_epoch_with_the_recipe_records_its_timing_and_tta(tmp_path):
     assert record["tta_translate"] == 1
 
 
-def test_onnx_export_refuses_translate_tta(tmp_path):
+def test_onnx_export_reproduces_translate_tta(tmp_path):
+    pytest.importorskip("onnxruntime")
     from hashret.encoder import Encoder
-    from hashret.onnx_encoder import export_onnx
+    from hashret.onnx_encoder import OnnxEncoder
 
     enc = Encoder(_tiny_model(), 16, (12, 12, 3), True, "fp32", "cpu", ("a", "b", "c"), tta_translate=1)
-    with pytest.raises(ValueError, match="--tta-translate"):
-        export_onnx(enc, tmp_path / "m.onnx")
+    images = np.random.default_rng(0).integers(0, 256, (16, 12, 12, 3), dtype=np.uint8)
+    onnx = OnnxEncoder.from_encoder(enc, tmp_path / "m.onnx")  # the 6 weighted views inside the graph
+    assert onnx.tta_translate == 1 and np.array_equal(onnx.encode(images).codes, enc.encode(images).codes)
