@@ -61,8 +61,10 @@ def _same_range(got, want) -> None:
 @pytest.mark.parametrize("bits", [8, 64])
 def test_exact_beyond_milvus_result_limit(bits, uri, tied_codes, monkeypatch):
     """Top-k and range results equal the reference when answers exceed Milvus's per-request
-    limit (lowered to 40 here): boundary ties, k > limit, range answers split by id windows."""
+    limit (lowered to 40 here): boundary ties, k > limit, range answers asked again with the full
+    limit (the first ask: 10) and split by id windows."""
     monkeypatch.setattr(milvus_mod, "MAX_LIMIT", 40)
+    monkeypatch.setattr(milvus_mod, "_BAND_LIMIT", 10)
     db, q = tied_codes(bits, 500, bits, n_queries=8)
     ref = FlatIndex(bits)
     ref.add(db)

@@ -100,6 +100,8 @@ if TYPE_CHECKING:
 MAX_LIMIT = 16384
 #: The collection that records hashret's collections (bits, features, next id, state).
 REGISTRY = "hashret_collections"
+#: The limit a range search asks first (most distance bands of the tie repair are small).
+_BAND_LIMIT = 1024
 #: Most results one search request may return (queries are sent in groups below it).
 _MAX_RESULTS = 1 << 20
 #: Bytes of codes + features per insert request. Milvus Lite 2.5 ingests a request in
@@ -852,31 +854,35 @@ class MilvusIndex(HammingIndex):
     def _band(self, queries: np.ndarray, lo: int, hi: int) -> RangeResult:
         """Every item at Hamming distance ``lo..hi`` (inclusive) of each query, unsorted.
 
-        One range search per id window; a query whose answer came back full (maybe cut at
-        ``MAX_LIMIT``) is asked again on the two halves of its window.
+        One range search per id window, first with a limit of ``_BAND_LIMIT``; a query whose
+        answer came back full (maybe cut) is asked again with ``MAX_LIMIT``, and if that is
+        full too, on the two halves of its window. (A Milvus 2.3 server spends time in
+        proportion to the limit, full or not: 30 queries cost 3.2 s at 16,384, 0.4 s at 200.)
         """
         found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(len(queries))]
-        todo = [(np.arange(len(queries)), 0, self._next_id)]
+        todo = [(np.arange(len(queries)), 0, self._next_id, min(_BAND_LIMIT, MAX_LIMIT))]
         params = {"metric_type": "HAMMING", "params": {"radius": hi + 1, "range_filter": lo}}
-        step = max(1, _MAX_RESULTS // MAX_LIMIT)
         while todo:
-            rows, a, b = todo.pop()
+            rows, a, b, limit = todo.pop()
             window = "" if (a, b) == (0, self._next_id) else f"id >= {a} and id < {b}"
             full = []
+            step = max(1, _MAX_RESULTS // limit)
             for start in range(0, len(rows), step):
                 part = rows[start : start + step]
                 res = self.client.search(self.collection, data=[bytes(q) for q in queries[part]],
-                                         anns_field="code", limit=MAX_LIMIT, filter=window,
+                                         anns_field="code", limit=limit, filter=window,
                                          output_fields=[], search_params=params, consistency_level=_SESSION)
                 for row, hits in zip(part, res, strict=True):
-                    if len(hits.ids) >= MAX_LIMIT and b - a > MAX_LIMIT:
-                        full.append(row)  # maybe cut: ask the halves
+                    if len(hits.ids) >= limit and b - a > limit:
+                        full.append(row)  # maybe cut: ask again
                     else:
                         found[row].append((np.rint(hits.distances).astype(np.int32),
                                            np.asarray(hits.ids, dtype=np.int64)))
-            if full:
+            if full and limit < MAX_LIMIT:
+                todo.append((np.array(full), a, b, MAX_LIMIT))
+            elif full:
                 mid = (a + b) // 2
-                todo += [(np.array(full), mid, b), (np.array(full), a, mid)]
+                todo += [(np.array(full), mid, b, MAX_LIMIT), (np.array(full), a, mid, MAX_LIMIT)]
         return [(np.concatenate([p[0] for p in f]) if f else np.zeros(0, np.int32),
                  np.concatenate([p[1] for p in f]) if f else np.zeros(0, np.int64)) for f in found]
 
