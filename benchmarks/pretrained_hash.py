@@ -17,6 +17,11 @@ labels) and evaluated
 and the float features alone (exact Euclidean ranking) give the ceiling.
 
     python benchmarks/pretrained_hash.py [--side 96] [--db 50000] [--queries 10000]
+
+Input side against quality and speed, on a seeded subset (10,000 database / 2,000 queries):
+
+    for s in 64 96 128 160; do python benchmarks/pretrained_hash.py --side $s --db 10000 --queries 2000 \
+        --bits 64 --methods itq pca-sign --results pretrained-hash-side$s-subset-cpu2; done
 """
 
 from __future__ import annotations
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--features-only", action="store_true", help="stop after caching the features")
+    p.add_argument("--results", default="pretrained-hash-cpu2", help="results file name (without suffix)")
     p.add_argument("--write-bundle", help="also write the ready models' projection bundle (hashret.ready) "
                                           "fitted on the database features to this .npz")
     a = p.parse_args(argv)
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     from hashret.io import write_json
 
-    stem = RESULTS / "pretrained-hash-cpu2"
+    stem = RESULTS / a.results
     write_json(stem.with_suffix(".json"), res)
     stem.with_suffix(".md").write_text(markdown(res))
     print(markdown(res))
