@@ -42,3 +42,20 @@ def milvus_server(tmp_path_factory):
     print(f"\nMilvus 2.3.5 server at {server.uri}, answered after {server.start_seconds:.1f} s")
     yield server
     server.stop()
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def benchmark_module():
+    """``benchmark_module("quality")``: a script of ``benchmarks/`` imported as a module, with its
+    folder on ``sys.path`` during the test (for the scripts' own ``_machine`` / ``_pipeline``)."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module
+    finally:
+        sys.path.remove(str(BENCHMARKS))

