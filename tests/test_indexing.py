@@ -167,3 +167,35 @@ def test_index_build_over_a_built_index_says_so_and_refuses_other_options(digits
     assert main(["index", "build", str(digits_run), "--out", ix, "--backend", "faiss-flat", "--overwrite",
                  "--quiet"]) == 0
     assert "backend faiss-flat" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_index_add_is_one_line_and_the_index_stays_intact(digits_run, tmp_path):
+    """A file-size limit (what a full disk does to a write) mid-add: one CLI line, nothing lost."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from hashret.cli import main
+
+    ix = str(tmp_path / "ix")
+    assert main(["index", "build", str(digits_run), "--out", ix, "--quiet"]) == 0
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for j in range(40):
+        Image.fromarray(np.full((8, 8), j * 6, np.uint8)).save(folder / f"{j}.png")
+
+    def limit() -> None:  # in the child: writes past 64 KiB fail with EFBIG instead of SIGXFSZ
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    proc = subprocess.run([sys.executable, "-m", "hashret.cli", "index", "add", ix, str(folder), "--quiet",
+                           "--threads", "1"], capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
+    assert "size limit" in lines[0] or "could not be written" in lines[0]
+    assert "run the same command again" in lines[0]
+    assert main(["index", "info", ix, "--verify"]) == 0  # what was committed is intact
+    assert main(["index", "add", ix, str(folder), "--quiet"]) == 0  # and the add completes later

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -866,6 +868,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             PermissionError, ImportError) as e:
         print(f"hashret {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a quota, a file-size limit, an I/O error: one line, not a traceback
+        print(f"hashret {args.command}: error: {_os_error(e)}", file=sys.stderr)
+        return 1
+    except sqlite3.OperationalError as e:  # SQLite's words for the same (full disk, I/O error)
+        print(f"hashret {args.command}: error: the index's metadata database could not be written ({e}): "
+              "free some space and run the same command again; what was committed before is intact",
+              file=sys.stderr)
+        return 1
+
+
+def _os_error(e: OSError) -> str:
+    """An OS error in words, with what to do: every write is atomic, so what was committed stays."""
+    what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EFBIG: "a file would pass the size limit (ulimit -f)"}.get(e.errno or 0)
+    where = f" writing {e.filename}" if e.filename else ""
+    if what:
+        return (f"{what}{where} ({e.strerror}): free some space (or raise the limit) and run the same "
+                "command again; what was written before is intact")
+    return f"{e.strerror or e}{where}: check the path and the device, then run the same command again"
 
 
 if __name__ == "__main__":
