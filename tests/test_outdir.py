@@ -139,3 +139,19 @@ def test_index_build_refuses_a_folder_of_other_files(digits_run, tmp_path, capsy
     assert "cat.jpg" in capsys.readouterr().err and _tree(photos) == ["cat.jpg"]
     assert main([*argv, "--overwrite"]) == 0
     assert (photos / "cat.jpg").read_bytes() == b"jpg" and marker_kind(photos) == "index"
+
+
+def test_models_fit_refuses_a_folder_of_other_files(tmp_path, capsys):
+    """models fit --out into a folder with a user's config.json would have overwritten it."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "config.json").write_text('{"mine": true}')
+    from PIL import Image
+
+    for j in range(3):
+        Image.new("RGB", (20, 20), (j * 40, 10, 10)).save(photos / f"{j}.png")
+    assert main(["models", "fit", "--images", str(photos), "--out", str(photos), "--bits", "8",
+                 "--input-size", "32", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "hashret did not write" in err and "--overwrite" in err
+    assert (photos / "config.json").read_text() == '{"mine": true}'

@@ -29,6 +29,7 @@ from hashret.encoder import Encoder
 from hashret.io import write_json
 from hashret.models import PROJECTION_METHODS, ModelConfig, ProjectionHash, build_model, load_pretrained
 from hashret.models.backbones import default_normalisation, get_backbone_spec
+from hashret.outdir import claim_dir
 
 #: the input side ``models fit`` encodes at unless told otherwise: on CIFAR-10 (ITQ 64 bits, a 10,000 /
 #: 2,000 subset) mAP@1000 rose 0.31 / 0.41 / 0.44 / 0.46 at 64 / 96 / 128 / 160 px while ONNX Runtime
@@ -38,6 +39,8 @@ DEFAULT_INPUT_SIZE = 160
 #: images the projection is fitted on, at most (a seeded sample of the folder)
 DEFAULT_SAMPLE = 5000
 MODEL_FILE = "model.safetensors"
+#: what a model directory holds (the only names --overwrite replaces there)
+MODEL_ENTRIES = (MODEL_FILE, "config.json", ".*.tmp")
 
 
 def fit_projection(features: np.ndarray, method: str, bits: int, *,
@@ -177,7 +180,7 @@ def write_model_dir(model: ProjectionHash, out: str | Path, fit: dict[str, Any],
     out = Path(out)
     if (out / MODEL_FILE).exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a model: choose another --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
+    claim_dir(out, "model", MODEL_ENTRIES, overwrite=overwrite, replace=False)  # never a user's folder
     cfg = model.config
     side = int(cfg.input_size[0])
     images = fit.get("images")
@@ -218,6 +221,7 @@ def fit_model_dir(images: Iterable[str | Path], out: str | Path, *, backbone: st
     out = Path(out)
     if (out / MODEL_FILE).exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a model: choose another --out or pass --overwrite")
+    claim_dir(out, "model", MODEL_ENTRIES, overwrite=overwrite, write=False)  # refused before encoding
     roots = [str(Path(p).expanduser().resolve()) for p in images]
     files = image_files(roots)
     chosen = sample_files(files, sample, seed)
