@@ -33,12 +33,8 @@ from hashret.search import SearchResult
 
 #: The exact scan backend the CLI uses unless told otherwise.
 DEFAULT_BACKEND = "popcount"
-IMAGE_SUFFIXES = IMAGE_EXTENSIONS
 #: Keep a PNG copy of each image in the index when its sides are at most this (px).
 THUMBNAIL_MAX_SIDE = 64
-
-#: the model an index was built with, ready to encode queries (the name before :class:`Encoder`)
-IndexModel = Encoder
 
 
 def model_identity(run: Run, image_shape: Sequence[int]) -> dict[str, Any]:
@@ -224,7 +220,7 @@ def image_files(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
         elif p.is_file():
             out.append(p)
         else:

@@ -32,8 +32,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from hashret import __version__
+from hashret.encoder import Encoder
 from hashret.index.store import IndexStore
-from hashret.indexing import IndexModel
 from hashret.serve.errors import BadRequest, install_error_handlers
 from hashret.serve.limits import BodySizeLimit, ServeLimits
 from hashret.serve.logs import RefusalLog
@@ -96,7 +96,7 @@ def _image_type(data: bytes) -> str:
     return "application/octet-stream"
 
 
-def create_app(store: IndexStore, model: IndexModel, *, limits: ServeLimits | None = None,
+def create_app(store: IndexStore, model: Encoder, *, limits: ServeLimits | None = None,
                access: AccessPolicy | None = None, sources: SourceView | None = None,
                max_k: int = DEFAULT_MAX_K, max_candidates: int = DEFAULT_MAX_CANDIDATES,
                max_add_files: int = DEFAULT_MAX_ADD_FILES, refresh_seconds: float = 2.0,

@@ -27,8 +27,9 @@ import numpy as np
 
 from hashret.codes import unpack
 from hashret.encode import Encoded
+from hashret.encoder import Encoder
 from hashret.index.store import IndexStore
-from hashret.indexing import THUMBNAIL_SIDE, IndexModel, add_images
+from hashret.indexing import THUMBNAIL_SIDE, add_images
 from hashret.search import SearchResult
 from hashret.serve.batcher import DEFAULT_MAX_BATCH, DEFAULT_MAX_PENDING, DEFAULT_WINDOW, MicroBatcher
 from hashret.serve.decode import check_header, decode_upload
@@ -84,7 +85,7 @@ class Retriever:
             beyond).
     """
 
-    def __init__(self, store: IndexStore, model: IndexModel, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+    def __init__(self, store: IndexStore, model: Encoder, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                  max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES, refresh_seconds: float = 2.0,
                  thumbnail_side: int = THUMBNAIL_SIDE, query_encoder: Any = None,
                  batch_window: float = DEFAULT_WINDOW, max_batch: int = DEFAULT_MAX_BATCH,
