@@ -57,10 +57,10 @@ HEADER_TIMEOUT, BODY_TIMEOUT = 5.0, 15.0  # shorter than the defaults (10 s, 60 
 # ---------------------------------------------------------------------------- the index
 def build_attack_index(work: Path, items: int) -> Path:
     """The digits' training images plus shifted copies up to ``items``, encoded by a short run."""
-    from hashret.index.metadata import ItemMeta
-    from hashret.index.store import IndexStore
     from hashret.indexing import build_index, load_index_model, thumbnail_png
     from hashret.run import load_run_dataset, open_run
+    from hashret.store.directory import IndexStore
+    from hashret.store.metadata import ItemMeta
     from hashret.training import TrainConfig, train
 
     out = work / f"digits-{items}"

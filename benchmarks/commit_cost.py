@@ -1,6 +1,6 @@
 """What the integrity checks of an index directory cost: commit time of an add, full verify.
 
-Every commit seals ``metadata.sqlite`` (:mod:`hashret.index.sqlite_image`): it hashes the
+Every commit seals ``metadata.sqlite`` (:mod:`hashret.store.sqlite_image`): it hashes the
 64 KiB chunks that the commit's WAL frames touch, twice (the old bytes are checked before
 the new ones are sealed), writes the sums file (32 bytes per chunk) and checkpoints the WAL.
 This measures, on synthetic indexes of ``--sizes`` items with file-like metadata (a
@@ -40,7 +40,7 @@ BITS, DIM = 64, 32
 
 
 def items(lo: int, hi: int, rng: np.random.Generator):
-    from hashret.index.metadata import ItemMeta
+    from hashret.store.metadata import ItemMeta
 
     return [ItemMeta(f"/data/photos/2026/12/01/img_{i:012d}.jpg", i % 10, f"class{i % 10}",
                      image=rng.bytes(300), file_sha256=hashlib.sha256(rng.bytes(8)).hexdigest())
@@ -53,9 +53,9 @@ def batch(rng: np.random.Generator, n: int):
 
 
 def measure(root: Path, n: int, *, build_batch: int, add_batch: int, adds: int, seed: int) -> dict:
-    from hashret.index import store as store_mod
-    from hashret.index.metadata import MetadataDB
-    from hashret.index.store import IndexStore
+    from hashret.store import directory as store_mod
+    from hashret.store.directory import IndexStore
+    from hashret.store.metadata import MetadataDB
 
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()

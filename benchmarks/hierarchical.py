@@ -2,7 +2,7 @@
 
 Part 1 (the seed system's claim: top-1000 of 2.5M images in about a second): an index of
 ``--n`` items (64-bit codes + ``--dim``-d float16 features) built with
-``hashret.index.store.IndexStore`` in batches, then ``--queries`` single-query searches on
+``hashret.store.directory.IndexStore`` in batches, then ``--queries`` single-query searches on
 ONE thread: Hamming-only top-1000, and hierarchical (top-1000 and top-5000 Hamming pools,
 the top-1000 pool widened to the items tied at its last distance (the default with
 ``rerank``), and the ball of Hamming radius 8, re-ranked by Euclidean distance, top 1000
@@ -66,7 +66,7 @@ def synthetic(n: int, dim: int, seed: int, centres: int = 10_000, batch: int = 5
 
 
 def build(root: Path, n: int, dim: int, backend: str) -> tuple[float, dict]:
-    from hashret.index.store import IndexStore
+    from hashret.store.directory import IndexStore
 
     t0 = time.perf_counter()
     with IndexStore.create(root, bits=BITS, feature_dim=dim, feature_storage="float16", backend=backend,
@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--backend", default="popcount")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     args = ap.parse_args()
-    from hashret.index.store import IndexStore
+    from hashret.store.directory import IndexStore
 
     work = Path(args.work or tempfile.mkdtemp(prefix="hashret-bench-"))
     set_threads(1)

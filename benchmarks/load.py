@@ -69,10 +69,10 @@ SETTINGS = {
 def build_load_index(run_dir: str, data_dir: str, out: Path, items: int) -> None:
     """Train images (the run's encodings), test images, then shifted train images up to ``items``."""
     from hashret.encodings import load_encoded
-    from hashret.index.metadata import ItemMeta
-    from hashret.index.store import IndexStore
     from hashret.indexing import build_index, load_index_model, thumbnail_png
     from hashret.run import load_run_dataset, open_run
+    from hashret.store.directory import IndexStore
+    from hashret.store.metadata import ItemMeta
 
     if (out / "manifest.json").exists():
         with IndexStore.open(out) as store:
@@ -121,9 +121,9 @@ def build_load_index(run_dir: str, data_dir: str, out: Path, items: int) -> None
 def pool_check(index: Path, run_dir: str, data_dir: str, n: int = 200) -> dict:
     """How many items share a query's exact code, and whether re-ranked searches find the query
     itself first with the default pool and with ``radius=0`` (in-process, same store)."""
-    from hashret.index.store import IndexStore
     from hashret.indexing import load_index_model
     from hashret.run import load_run_dataset, open_run
+    from hashret.store.directory import IndexStore
 
     test = load_run_dataset(open_run(run_dir), data_dir).test
     idx = np.random.default_rng(2).integers(0, len(test), n)
@@ -145,10 +145,10 @@ def encoding_agreement(index: Path, run_dir: str, data_dir: str, singles: int = 
     torch model in its precision, batches of 500) on the test images: codes and bits that differ,
     and how often the 10 nearest items by Hamming distance (ties by id) are not the same."""
     from hashret.encode import Encoded
-    from hashret.index.store import IndexStore
     from hashret.indexing import load_index_model
     from hashret.onnx_encoder import OnnxEncoder, code_agreement
     from hashret.run import load_run_dataset, open_run
+    from hashret.store.directory import IndexStore
 
     images = load_run_dataset(open_run(run_dir), data_dir).test.images
     with IndexStore.open(index) as store, tempfile.TemporaryDirectory() as tmp:
@@ -180,11 +180,11 @@ def stage_costs(index: Path, run_dir: str, data_dir: str, n: int = 200) -> dict:
 
     from PIL import Image
 
-    from hashret.index.store import IndexStore
     from hashret.indexing import load_index_model
     from hashret.onnx_encoder import OnnxEncoder
     from hashret.run import load_run_dataset, open_run
     from hashret.serve.decode import decode_upload
+    from hashret.store.directory import IndexStore
 
     images = load_run_dataset(open_run(run_dir), data_dir).test.images[:n]
     pngs = []
@@ -543,8 +543,8 @@ def main() -> int:
     import onnxruntime
     import uvicorn
 
-    from hashret.index.store import IndexStore
     from hashret.run import open_run
+    from hashret.store.directory import IndexStore
 
     index = Path(a.index)
     build_load_index(a.run, a.data_dir, index, a.items)

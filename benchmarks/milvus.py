@@ -88,7 +88,7 @@ def part1(kind: str, n: int, n_queries: int, k: int, uri: str) -> dict:
     faiss_index = create_index("faiss-flat", BITS)
     _, faiss_build = timed(faiss_index.add, db)
     (ref_d, ref_i), faiss_s = timed(faiss_index.search, q, k)
-    milvus = MilvusIndex(BITS, uri=uri, collection=f"bench_{kind}", overwrite=True)
+    milvus = MilvusIndex(BITS, uri=uri)  # a temporary collection, dropped with the object
     _, milvus_build = timed(milvus.add, db)
     milvus.search(q[:2], k)  # warm-up
     raw, raw_s = timed(raw_milvus, milvus, q, k)
@@ -109,15 +109,15 @@ def part1(kind: str, n: int, n_queries: int, k: int, uri: str) -> dict:
         row["queries_per_s"] = n_queries / row["search_s"]
         print(f"  {kind:<9} {name:<17} build {row['build_s']:7.1f}s  {row['queries_per_s']:8.1f} q/s  "
               f"recall@{k} {row['recall']:.4f}  identical {row['identical']:.2f}")
-    milvus.drop()
+    del milvus
     return {"codes": kind, "n": n, "queries": n_queries, "k": k, "tied_boundary_share": ties, "rows": rows}
 
 
 def part2(run: Path, n_queries: int, uri: str, k: int = 100, pool: int = 1000) -> dict:
     from hashret.encodings import load_encoded
     from hashret.index import create_index
-    from hashret.index.milvus import MilvusIndex
     from hashret.search import HierarchicalSearcher
+    from hashret.store.milvus import MilvusCollection
 
     db = load_encoded(run / "encodings" / "database")
     qs = load_encoded(run / "encodings" / "queries")
@@ -127,18 +127,18 @@ def part2(run: Path, n_queries: int, uri: str, k: int = 100, pool: int = 1000) -
     ref_index.add(db.codes)
     ref = HierarchicalSearcher(ref_index, db.features)
     want, ref_s = timed(ref.search, q, qf, k, candidates=pool)
-    milvus = MilvusIndex(bits, uri=uri, collection="bench_rerank", feature_dim=db.features.shape[1],
-                         overwrite=True)
+    milvus = MilvusCollection.create(f"{uri}#bench_rerank", bits=bits, feature_dim=db.features.shape[1],
+                                     overwrite=True)
     _, build_s = timed(milvus.add, db.codes, db.features)
-    milvus.hierarchical_search(q[:1], qf[:1], k, candidates=pool)  # warm-up
+    milvus.search(q[:1], qf[:1], k, candidates=pool, rerank=True, ties=False)  # warm-up
     out = {"run": str(run), "n": len(db), "feature_dim": int(db.features.shape[1]), "bits": bits,
            "queries": n_queries, "pool": pool, "k": k, "build_s": build_s,
            "in-process numpy/faiss": {"search_s": ref_s, "identical": 1.0}}
     for where in ("milvus", "client"):
-        got, s = timed(milvus.hierarchical_search, q, qf, k, candidates=pool, rerank_in=where)
+        got, s = timed(milvus.search, q, qf, k, candidates=pool, rerank=True, ties=False, rerank_in=where)
         same = float(np.mean([(g.indices == w.indices).all() for g, w in zip(got, want, strict=True)]))
         out[f"re-rank in {where}"] = {"search_s": s, "identical": same}
-    hamming, s = timed(milvus.search, q, pool)
+    hamming, s = timed(milvus.index.search, q, pool)
     out["hamming pool only (milvus)"] = {"search_s": s, "identical": 1.0}
     for name in [x for x in out if isinstance(out[x], dict)]:
         out[name]["queries_per_s"] = n_queries / out[name]["search_s"]

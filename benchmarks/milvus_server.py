@@ -10,7 +10,7 @@ model) go into:
 * ``milvus-lite vector``: Milvus Lite 2.5, features as a FLOAT_VECTOR, re-rank inside
   Milvus (and, for comparison, in the client);
 * ``milvus-lite array``: Milvus Lite 2.5 in the layout the 2.3 server gets;
-* ``index directory``: :class:`hashret.index.store.IndexStore` (popcount backend,
+* ``index directory``: :class:`hashret.store.directory.IndexStore` (popcount backend,
   float32 features), the reference every ratio is taken against;
 * ``faiss-flat``: the codes in faiss plus the features in memory
   (:class:`hashret.search.HierarchicalSearcher`).
@@ -109,9 +109,9 @@ def _timed(fn, *args, **kw):
 def engines(tmp: Path, codes, feats, k: int, server_uri: str):
     """Each engine built and loaded, as a dict of load seconds, search, hierarchical searches."""
     from hashret.index import create_index
-    from hashret.index.milvus import MilvusIndex
-    from hashret.index.store import IndexStore
     from hashret.search import HierarchicalSearcher
+    from hashret.store.directory import IndexStore
+    from hashret.store.milvus import MilvusCollection
 
     n = len(codes)
     store = IndexStore.create(tmp / "index", bits=BITS, feature_dim=DIM, feature_storage="float32",
@@ -133,14 +133,17 @@ def engines(tmp: Path, codes, feats, k: int, server_uri: str):
     for name, uri, layout in (("milvus-server 2.3.5", server_uri, None),
                               ("milvus-lite vector", str(tmp / "lite.db"), "vector"),
                               ("milvus-lite array", str(tmp / "lite.db"), "array")):
-        index = MilvusIndex(BITS, uri=uri, collection=f"bench_{layout or 'auto'}", feature_dim=DIM,
-                            layout=layout, overwrite=True, timeout=120)
-        s = load(lambda c, f, ix=index: ix.add(c, f), codes, feats)
-        where = ["milvus", "client"] if index.layout == "vector" else ["client"]
-        hier = {f"rerank in {w}": (lambda q, qf, ix=index, w=w: ix.hierarchical_search(
-            q, qf, k, candidates=POOL, rerank_in=w)) for w in where}
-        yield f"{name} ({index.layout})", {"n": n, "load_s": s, "search": index.search, "hier": hier}
-        index.drop()
+        name_in = f"bench_{layout or 'auto'}"
+        place = (f"milvus://{uri.removeprefix('http://')}/{name_in}" if uri.startswith("http://")
+                 else f"{uri}#{name_in}")
+        coll = MilvusCollection.create(place, bits=BITS, feature_dim=DIM, layout=layout, overwrite=True,
+                                       timeout=120)
+        s = load(lambda c, f, ix=coll: ix.add(c, f), codes, feats)
+        where = ["milvus", "client"] if coll.layout == "vector" else ["client"]
+        hier = {f"rerank in {w}": (lambda q, qf, ix=coll, w=w: ix.search(
+            q, qf, k, candidates=POOL, rerank=True, ties=False, rerank_in=w)) for w in where}
+        yield f"{name} ({coll.layout})", {"n": n, "load_s": s, "search": coll.index.search, "hier": hier}
+        coll.drop()
 
 
 def _pairs(results) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 
 For each trained run (``make bench-mnist`` / ``make bench-cifar10`` write them), the
 run's saved encodings (database = training set, queries = test set, the DLBHC protocol)
-go into a persistent index (``hashret.index.store.IndexStore``, the code path ``hashret
+go into a persistent index (``hashret.store.directory.IndexStore``, the code path ``hashret
 search --rerank`` uses) and every query is answered in three ways:
 
 * Hamming only: top 1000 by Hamming distance, ties by database order;
@@ -33,7 +33,7 @@ from _machine import cpu_name
 
 from hashret.encodings import load_encoded
 from hashret.eval.metrics import average_precision_at_k
-from hashret.index.store import IndexStore
+from hashret.store.directory import IndexStore
 
 K = 1000
 RESULTS = Path(__file__).resolve().parent / "results"

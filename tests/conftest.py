@@ -1,8 +1,11 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+
+from hashret.codes import pack
 
 # two threads on an idle machine; OMP_NUM_THREADS=1 when the machine is shared (two threads then
 # wait on each other and run the training fixtures many times slower)
@@ -59,3 +62,37 @@ def benchmark_module():
         yield importlib.import_module
     finally:
         sys.path.remove(str(BENCHMARKS))
+
+
+# Small random codes for the index and store tests.
+def _random_codes(rng: np.random.Generator, n: int, bits: int) -> np.ndarray:
+    """``uint8[n, ceil(bits/8)]`` random packed codes (zero padding bits)."""
+    return pack(rng.integers(0, 2, size=(n, bits), dtype=np.uint8))
+
+
+def _tied_codes(seed: int, n: int, bits: int, n_queries: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    """Database and query codes with many ties: duplicated rows and queries copied from the database."""
+    rng = np.random.default_rng(seed)
+    db = _random_codes(rng, n, bits)
+    dup = rng.integers(0, n, size=n // 5)
+    db[rng.integers(0, n, size=n // 5)] = db[dup]  # exact duplicates, far apart
+    q = _random_codes(rng, n_queries, bits)
+    q[: n_queries // 2] = db[rng.integers(0, n, size=n_queries // 2)]  # queries at distance 0
+    return db, q
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def random_codes():
+    """``random_codes(rng, n, bits)`` -> ``uint8[n, nbytes]`` random packed codes."""
+    return _random_codes
+
+
+@pytest.fixture
+def tied_codes():
+    """``tied_codes(seed, n, bits, n_queries=25)`` -> (database, queries) with many ties."""
+    return _tied_codes

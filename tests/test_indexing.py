@@ -11,9 +11,9 @@ from PIL import Image
 
 from hashret.cli import main
 from hashret.index import FlatIndex
-from hashret.index.store import IndexStore
 from hashret.indexing import build_index, load_index_model, search_by_images
 from hashret.run import encode_run, load_run_dataset, open_run
+from hashret.store.directory import IndexStore
 
 
 @pytest.fixture(scope="module")

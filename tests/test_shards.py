@@ -10,7 +10,6 @@ import pytest
 
 from hashret.cli import main
 from hashret.index import FlatIndex
-from hashret.index.store import IndexStore
 from hashret.io import read_json, write_json
 from hashret.run import encode_run, open_run
 from hashret.shards import (
@@ -23,6 +22,7 @@ from hashret.shards import (
     open_shards,
     shards_dir,
 )
+from hashret.store.directory import IndexStore
 
 
 @pytest.fixture(scope="module")
@@ -156,50 +156,54 @@ def milvus_uri(request, tmp_path) -> str:
 
 
 def test_milvus_load_resumes_and_is_not_searchable_half_done(sharded, milvus_uri):
-    from hashret.index.milvus import MilvusIndex
+    from hashret.store.milvus import MilvusCollection
 
     run, whole = sharded
     shards = open_shards(shards_dir(run.run_dir, "database"))
-    uri = milvus_uri
+    where = (f"milvus://{milvus_uri.removeprefix('http://')}/digits" if milvus_uri.startswith("http://")
+             else f"{milvus_uri}#digits")
+    dim = int(shards.meta["feature_dim"])
     with pytest.raises(_Crash):  # after shard 0 (3 batches) and 2 batches of shard 1
-        load_shards_milvus(shards, uri=uri, collection="digits", batch=200, on_batch=_crash_after(5))
+        load_shards_milvus(shards, where, batch=200, on_batch=_crash_after(5))
     with pytest.raises(ValueError, match="being bulk-loaded, or its load stopped part-way"):
-        MilvusIndex(16, uri=uri, collection="digits")
-    part = MilvusIndex.open_for_loading(16, uri=uri, token=None, collection="digits", feature_dim=None)
+        MilvusCollection.open(where)
+    part = MilvusCollection.open_for_loading(where, bits=16, feature_dim=dim)
     a, b = shards.range(1)
     assert part.count_id_range(*shards.range(0)) == shards.range(0)[1] and part.count_id_range(a, b) == 400
-    index = load_shards_milvus(shards, uri=uri, collection="digits", batch=200)
+    coll = load_shards_milvus(shards, where, batch=200)
     db = whole["database"]
-    assert len(index) == len(db) and index.state == "ready"
-    reopened = MilvusIndex(16, uri=uri, collection="digits")
+    assert len(coll) == len(db) and coll.state == "ready"
+    reopened = MilvusCollection.open(where)
+    assert reopened.model_record["sha256"] == run.model_sha256  # the model is recorded, as in a directory
     ref = FlatIndex(16)
     ref.add(db.codes)
-    for got, want in zip(reopened.search(db.codes[:30], 50), ref.search(db.codes[:30], 50), strict=True):
-        np.testing.assert_array_equal(got, want)
+    res = reopened.search(db.codes[:30], None, 50)
+    want_d, want_i = ref.search(db.codes[:30], 50)
+    np.testing.assert_array_equal(np.stack([r.indices for r in res]), want_i)
+    np.testing.assert_array_equal(np.stack([r.hamming for r in res]), want_d)
     np.testing.assert_allclose(reopened.get_features([0, 700]), db.features[[0, 700]])
     assert reopened.get_items([700])[0].source == str(db.ids[700])
     with pytest.raises(FileExistsError, match="already loaded"):
-        load_shards_milvus(shards, uri=uri, collection="digits")
+        load_shards_milvus(shards, where)
     reopened.drop()
 
 
 @pytest.mark.slow
 def test_cli_loads_into_a_milvus_server_named_by_uri(sharded, milvus_server, capsys):
-    from hashret.index.milvus import MilvusIndex
+    from hashret.store.milvus import MilvusCollection
 
     run, whole = sharded
     where = f"milvus://127.0.0.1:{milvus_server.port}/digits_cli"
     assert main(["index", "load-shards", str(shards_dir(run.run_dir, "database")), "--milvus", where]) == 0
     assert capsys.readouterr().out.strip() == (f"loaded 3 shards, {len(whole['database'])} items -> Milvus "
-                                               f"{milvus_server.uri}, collection digits_cli, features in the "
-                                               "'array' layout")
-    index = MilvusIndex.open(where)
+                                               f"{where}, features in the 'array' layout")
+    coll = MilvusCollection.open(where)
     ref = FlatIndex(16)
     ref.add(whole["database"].codes)
-    for got, want in zip(index.search(whole["database"].codes[:20], 30),
-                         ref.search(whole["database"].codes[:20], 30), strict=True):
-        np.testing.assert_array_equal(got, want)
-    index.drop()
+    res = coll.search(whole["database"].codes[:20], None, 30)
+    np.testing.assert_array_equal(np.stack([r.indices for r in res]),
+                                  ref.search(whole["database"].codes[:20], 30)[1])
+    coll.drop()
 
 
 def test_cli_encode_shard_merge_and_load(sharded, tmp_path, capsys):

@@ -80,9 +80,9 @@ def test_fit_index_and_search_an_unlabelled_folder(tmp_path, capsys):
     # the service answers with unlabelled hits and serves their stored thumbnails
     from fastapi.testclient import TestClient
 
-    from hashret.index.store import IndexStore
     from hashret.indexing import load_index_model
     from hashret.serve import create_app
+    from hashret.store.directory import IndexStore
 
     with IndexStore.open(idx) as store, TestClient(create_app(store, load_index_model(store)),
                                                    base_url="http://127.0.0.1") as client:

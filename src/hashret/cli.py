@@ -182,8 +182,8 @@ def _print_search_json(a: argparse.Namespace, notes: list[str], hits: list[dict]
 
 def _search_index(a: argparse.Namespace) -> int:
     from hashret.index.popcount import search_kernels_cached
-    from hashret.index.store import IndexStore
     from hashret.indexing import describe_results, load_index_model, search_by_images
+    from hashret.store.directory import IndexStore
 
     if not search_kernels_cached():
         print("compiling the search kernels (first search after installing only; about a minute)...",
@@ -308,24 +308,18 @@ def _index_load_shards(a: argparse.Namespace) -> int:
         if given:
             _unused(", ".join(given), "Milvus stores float32 features and searches them itself (these "
                                       "options are for an index directory, --out)")
-        from hashret.index.milvus import parse_milvus_uri
+        from hashret.store.milvus import parse_location
 
-        where = parse_milvus_uri(a.milvus)  # milvus://HOST:PORT/COLLECTION, http://HOST:PORT or FILE.db
-        if where.collection and a.collection and where.collection != a.collection:
-            raise ValueError(f"--milvus {a.milvus} names collection {where.collection!r}, --collection "
-                             f"{a.collection!r}: give one of them")
-        collection = where.collection or a.collection or "hashret"
+        where = parse_location(a.milvus, a.collection)  # milvus://HOST:PORT/NAME, FILE.db[#NAME], ...
     else:
         given = ["--token"] * (a.token is not None) + ["--collection"] * (a.collection is not None)
         if given:
             _unused(", ".join(given), "Milvus options: they apply with --milvus, not --out")
     shards = open_shards(a.shards_dir)
     if a.milvus is not None:
-        index = load_shards_milvus(shards, uri=where.uri, token=a.token, collection=collection,
-                                   overwrite=a.overwrite)
-        layout = f", features in the {index.layout!r} layout" if index.layout else ""
-        print(f"loaded {shards.count} shards, {len(index)} items -> Milvus {where.uri}, "
-              f"collection {collection}{layout}")
+        coll = load_shards_milvus(shards, str(where), token=a.token, overwrite=a.overwrite)
+        layout = f", features in the {coll.layout!r} layout" if coll.layout else ""
+        print(f"loaded {shards.count} shards, {len(coll)} items -> Milvus {coll.location}{layout}")
         return 0
     out = load_shards_store(shards, a.out, backend=a.backend or "faiss-flat", feature_storage=a.features,
                             pca_dim=a.pca_dim, overwrite=a.overwrite)
@@ -334,8 +328,8 @@ def _index_load_shards(a: argparse.Namespace) -> int:
 
 
 def _index_add(a: argparse.Namespace) -> int:
-    from hashret.index.store import IndexStore
     from hashret.indexing import add_files
+    from hashret.store.directory import IndexStore
 
     with IndexStore.open(a.index_dir, writable=True) as store:
         done = add_files(store, a.paths, label=a.label, on_bad_image=a.on_bad_image,
@@ -347,7 +341,7 @@ def _index_add(a: argparse.Namespace) -> int:
 
 
 def _index_repair(a: argparse.Namespace) -> int:
-    from hashret.index.repair import repair_index
+    from hashret.store.repair import repair_index
 
     def confirm(plan) -> bool:  # noqa: ANN001 - a RepairPlan
         print("repair will:\n" + "\n".join(f"  - {f}" for f in plan.fixes))
@@ -371,7 +365,7 @@ def _index_repair(a: argparse.Namespace) -> int:
 
 
 def _index_remove(a: argparse.Namespace) -> int:
-    from hashret.index.store import IndexStore
+    from hashret.store.directory import IndexStore
 
     with IndexStore.open(a.index_dir, writable=True) as store:
         n = store.remove(a.ids)
@@ -380,7 +374,7 @@ def _index_remove(a: argparse.Namespace) -> int:
 
 
 def _index_compact(a: argparse.Namespace) -> int:
-    from hashret.index.store import IndexStore
+    from hashret.store.directory import IndexStore
 
     with IndexStore.open(a.index_dir, writable=True) as store:
         store.compact()
@@ -389,7 +383,7 @@ def _index_compact(a: argparse.Namespace) -> int:
 
 
 def _index_info(a: argparse.Namespace) -> int:
-    from hashret.index.store import IndexStore
+    from hashret.store.directory import IndexStore
 
     with IndexStore.open(a.index_dir, verify=a.verify or None) as store:
         info = store.info()
@@ -443,10 +437,10 @@ def _export_onnx(a: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from hashret.index.store import IndexStore
     from hashret.indexing import load_index_model
     from hashret.onnx_encoder import OnnxEncoder, code_agreement, export_onnx
     from hashret.run import open_run
+    from hashret.store.directory import IndexStore
 
     src = Path(a.source)
     if (src / "manifest.json").is_file():

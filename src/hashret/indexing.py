@@ -1,6 +1,6 @@
 """Persistent indexes made with a trained model: build from a dataset, add files, search by image.
 
-This is the model-aware layer over :class:`hashret.index.store.IndexStore` (which only
+This is the model-aware layer over :class:`hashret.store.directory.IndexStore` (which only
 knows codes and features): it encodes images with the model recorded in the index
 (a copy of the checkpoint lives in the index directory, checked against its SHA-256),
 so queries and database are always encoded by the same model, the same way (no
@@ -24,12 +24,13 @@ from hashret.data.image import BadImageError
 from hashret.data.tree import IMAGE_EXTENSIONS
 from hashret.encoder import Encoder
 from hashret.hits import Hit, make_hit
-from hashret.index.manifest import MANIFEST_FILE, FileEntry
-from hashret.index.metadata import ItemMeta
-from hashret.index.store import MODEL_FILE, IndexStore
 from hashret.io import file_sha256
 from hashret.run import Run
 from hashret.search import SearchResult
+from hashret.store.base import Collection
+from hashret.store.directory import IndexStore
+from hashret.store.manifest import MANIFEST_FILE
+from hashret.store.metadata import ItemMeta
 
 #: The exact scan backend the CLI uses unless told otherwise.
 DEFAULT_BACKEND = "popcount"
@@ -48,21 +49,47 @@ def run_image_shape(run: Run) -> tuple[int, int, int]:
     return run.image_shape
 
 
-def load_index_model(store: IndexStore, device: str = "cpu") -> Encoder:
-    """Load the model copy of an index, after checking it is the one that made the codes.
+def load_index_model(store: Collection, device: str = "cpu", *,
+                     model_file: str | Path | None = None) -> Encoder:
+    """The Encoder that made a collection's codes, its weights checked against the record.
+
+    Args:
+        store: any collection (an index directory keeps a copy of the model; a Milvus
+            collection records where the model was and its SHA-256).
+        device: where the model runs.
+        model_file: the checkpoint to use instead of the one the collection reaches (a run's or
+            a model directory's ``model.safetensors``, or that directory); it must be the model
+            that made the codes.
 
     Raises:
-        ValueError: the index holds no model (codes were added directly), or the model
-            file does not match the manifest's checksum.
+        ValueError: the collection records no model (codes were added directly), the model
+            cannot be found, or the file given is another model.
     """
-    m = store.manifest.model
-    if not m.get("file"):
+    record = store.model_record
+    if not record:
         raise ValueError(
-            f"{store.root} records no model (its codes were added directly): encode query "
-            "images yourself and call IndexStore.search with codes"
+            f"{store.location} records no model (its codes were added directly): encode query "
+            "images yourself and call search() with codes"
         )
-    FileEntry(**m["file"]).check(store.root, checksum=True)
-    return Encoder.from_record(m, store.root / MODEL_FILE, device=device)
+    if model_file is not None:
+        path = Path(model_file)
+        path = path / "model.safetensors" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"--model {model_file}: no model.safetensors there; give a run's or a "
+                                    "model directory's model.safetensors")
+        if record.get("sha256") and file_sha256(path) != record["sha256"]:
+            raise ValueError(f"--model {model_file} is not the model that made the codes of {store.location} "
+                             f"(SHA-256 {record['sha256'][:12]}...): give that model's file")
+    else:
+        found = store.model_file()
+        if found is None:
+            raise ValueError(
+                f"{store.location} cannot reach the model that made its codes (SHA-256 "
+                f"{str(record.get('sha256'))[:12]}..., last at {record.get('run_dir') or '?'}): pass "
+                "--model PATH to that model's model.safetensors (or its run / model directory)"
+            )
+        path = found
+    return Encoder.from_record(record, path, device=device)
 
 
 def _png(image: np.ndarray) -> bytes:

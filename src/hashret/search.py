@@ -52,7 +52,7 @@ class HierarchicalSearcher:
         features: ``float32`` or ``float16 [n, d]`` database features, row ``i`` for index id
             ``i`` (``n == len(index)``). A ``np.memmap`` works: only candidate rows are read;
             so does any array-like with ``shape``, ``ndim``, ``dtype`` and row indexing by an
-            ``int64`` array (:class:`hashret.index.features.SegmentedRows`).
+            ``int64`` array (:class:`hashret.store.features.SegmentedRows`).
 
     Raises:
         ValueError: features that are not a 2-D float array, or a row count that differs

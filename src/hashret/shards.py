@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from hashret.encodings import ARRAYS, EncodedSet, load_encoded, save_encoded
-from hashret.index.metadata import ItemMeta
 from hashret.io import read_json
+from hashret.store.metadata import ItemMeta
 
 _DIR = re.compile(r"^shard-(\d+)-of-(\d+)$")
 #: Meta fields every shard of a set must agree on.
@@ -314,7 +314,7 @@ def load_shards_store(shards: ShardSet, out: str | Path, *, backend: str = "fais
     Args:
         shards: from :func:`open_shards`.
         out: the index directory to create.
-        backend, feature_storage, pca_dim: see :meth:`hashret.index.store.IndexStore.create`.
+        backend, feature_storage, pca_dim: see :meth:`hashret.store.directory.IndexStore.create`.
         overwrite: replace an existing index at ``out``.
         batch: rows per commit.
         on_batch: called with ``(rows done, total)`` after each commit (progress).
@@ -323,8 +323,8 @@ def load_shards_store(shards: ShardSet, out: str | Path, *, backend: str = "fais
         FileExistsError: ``out`` holds an index and not ``overwrite``.
         ValueError: ``OUT.partial`` holds a load of other shards.
     """
-    from hashret.index.manifest import MANIFEST_FILE
-    from hashret.index.store import IndexStore
+    from hashret.store.directory import IndexStore
+    from hashret.store.manifest import MANIFEST_FILE
 
     out = Path(out)
     staging = out.with_name(out.name + ".partial")
@@ -384,55 +384,65 @@ def _model_of(shards: ShardSet) -> tuple[dict[str, Any], Path | None]:
     return {"sha256": meta.get("model_sha256")}, None
 
 
-def load_shards_milvus(shards: ShardSet, *, uri: str | None, collection: str, token: str | None = None,
-                       overwrite: bool = False, batch: int = LOAD_BATCH,
+def load_shards_milvus(shards: ShardSet, location: str, *, collection: str | None = None,
+                       token: str | None = None, overwrite: bool = False, batch: int = LOAD_BATCH,
                        on_batch: Callable[[int, int], None] | None = None) -> Any:
     """Bulk-load shards into a Milvus collection; resumable; searchable only when complete.
 
     The collection is marked ``"loading"`` in hashret's registry until every row is in
-    (:class:`hashret.index.milvus.MilvusIndex` refuses to open it meanwhile). Item ``j``
+    (:meth:`hashret.store.milvus.MilvusCollection.open` refuses it meanwhile). Item ``j``
     gets id ``j``. Running again after a failure skips the shards whose id range is
-    complete and loads a partly loaded shard again (its rows are deleted first).
+    complete and loads a partly loaded shard again (its rows are deleted first). The model
+    is recorded as for an index directory (its file's place and SHA-256).
+
+    Args:
+        shards: from :func:`open_shards`.
+        location: ``milvus://HOST:PORT/NAME``, ``http://HOST:PORT`` or ``FILE.db[#NAME]``
+            (:func:`hashret.store.milvus.parse_location`); ``collection`` names it otherwise.
 
     Returns:
-        the :class:`~hashret.index.milvus.MilvusIndex`, ready for search.
+        the :class:`~hashret.store.milvus.MilvusCollection`, ready for search.
 
     Raises:
         FileExistsError: the collection is already loaded and not ``overwrite``.
         ValueError: the collection holds a load of other shards, or another code length.
     """
-    from hashret.index.milvus import MilvusIndex, connect, drop_collection, read_record
+    from hashret.index.milvus import connect
+    from hashret.store.milvus import MilvusCollection, drop_collection, parse_location, read_record
 
+    place = parse_location(location, collection)
     bits, dim = int(shards.meta["bits"]), int(shards.meta["feature_dim"])
     signature = shards.signature()
-    client = connect(uri, token)
-    record = read_record(client, collection) if client.has_collection(collection) else None
+    client = connect(place.uri, token)
+    record = read_record(client, place.name) if client.has_collection(place.name) else None
     if overwrite:
-        drop_collection(client, collection)
+        drop_collection(client, place.name)
     elif record is not None and record.get("state") != "loading":
-        raise FileExistsError(f"Milvus collection {collection!r} at {uri} is already loaded: choose another "
-                              "--collection, or pass --overwrite to replace it")
+        raise FileExistsError(f"Milvus collection {place} is already loaded: choose another collection, or "
+                              "pass --overwrite to replace it")
     elif record is not None and record.get("build") != signature:
-        raise ValueError(f"Milvus collection {collection!r} holds an unfinished load of other shards "
+        raise ValueError(f"Milvus collection {place} holds an unfinished load of other shards "
                          f"({record.get('build')}): pass --overwrite to start again")
-    index = MilvusIndex.open_for_loading(bits, uri=uri, token=token, collection=collection, feature_dim=dim)
-    index.set_build(signature)
+    model, model_file = _model_of(shards)
+    coll = MilvusCollection.open_for_loading(str(place), bits=bits, feature_dim=dim, token=token, model=model,
+                                             model_file=model_file)
+    coll.set_build(signature)
     for i in range(shards.count):
         a, b = shards.range(i)
-        have = index.count_id_range(a, b)
+        have = coll.count_id_range(a, b)
         if have == b - a:
             continue  # loaded before a failure
         if have:
-            index.delete_id_range(a, b)  # a shard cut short: load it again
+            coll.delete_id_range(a, b)  # a shard cut short: load it again
         enc = shards.load(i)
         for lo in range(0, b - a, batch):
             hi = min(lo + batch, b - a)
-            index.insert_rows(np.arange(a + lo, a + hi, dtype=np.int64), np.asarray(enc.codes[lo:hi]),
-                              np.asarray(enc.features[lo:hi], dtype=np.float32), _items(enc, lo, hi))
+            coll.insert_rows(np.arange(a + lo, a + hi, dtype=np.int64), np.asarray(enc.codes[lo:hi]),
+                             np.asarray(enc.features[lo:hi], dtype=np.float32), _items(enc, lo, hi))
             if on_batch:
                 on_batch(a + hi, shards.total)
-    if len(index) != shards.total:
-        raise ValueError(f"Milvus collection {collection!r} holds {len(index)} items after the load, "
+    if len(coll) != shards.total:
+        raise ValueError(f"Milvus collection {place} holds {len(coll)} items after the load, "
                          f"expected {shards.total}: pass --overwrite to load again")
-    index.mark_ready()
-    return index
+    coll.mark_ready()
+    return coll

@@ -6,9 +6,9 @@ import pytest
 
 from hashret.codes import pack
 from hashret.index import create_index
-from hashret.index.manifest import read_manifest
 from hashret.index.registry import index_spec, parse_index_spec
-from hashret.index.store import IndexStore
+from hashret.store.directory import IndexStore
+from hashret.store.manifest import read_manifest
 
 
 def test_spec_round_trip():

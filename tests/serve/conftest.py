@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hashret.index.store import IndexStore
 from hashret.indexing import build_index, load_index_model
 from hashret.run import load_run_dataset, open_run
 from hashret.serve import create_app
+from hashret.store.directory import IndexStore
 
 
 def _png(image: np.ndarray) -> bytes:

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from hashret.index import list_indexes
-from hashret.index.metadata import ItemMeta
-from hashret.index.store import IndexStore
 from hashret.serve import AccessPolicy, ServeLimits
+from hashret.store.directory import IndexStore
+from hashret.store.metadata import ItemMeta
 
 SECRET = "hashret-test-secret-0123456789"
 WRITE_KEY = "write-key-for-tests-0123456789"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hashret.cli import main
-from hashret.index.store import IndexStore
+from hashret.store.directory import IndexStore
 
 KEY = "a-write-key-for-the-cli-test-01234"
 

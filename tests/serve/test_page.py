@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from hashret.index.store import IndexStore
 from hashret.indexing import load_index_model
 from hashret.serve import AccessPolicy, create_app
+from hashret.store.directory import IndexStore
 
 from .conftest import running
 

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from hashret.index.metadata import ItemMeta
-from hashret.index.store import IndexStore
 from hashret.serve import AccessPolicy, SourceView, load_key
 from hashret.serve.decode import decode_bytes
 from hashret.serve.logs import RefusalLog
 from hashret.serve.ratelimit import TokenBuckets
 from hashret.serve.retriever import _write_error
 from hashret.serve.security import split_host, with_hosts
+from hashret.store.directory import IndexStore
+from hashret.store.metadata import ItemMeta
 
 KEY = "a-write-key-0123456789abcdef"
 

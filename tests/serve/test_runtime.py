@@ -20,9 +20,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hashret.cli import main
-from hashret.index.store import IndexStore
 from hashret.indexing import load_index_model
 from hashret.serve import create_app
+from hashret.store.directory import IndexStore
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -33,7 +33,6 @@ from starlette.concurrency import run_in_threadpool
 
 from hashret import __version__
 from hashret.encoder import Encoder
-from hashret.index.store import IndexStore
 from hashret.serve.errors import BadRequest, install_error_handlers
 from hashret.serve.limits import BodySizeLimit, ServeLimits
 from hashret.serve.logs import RefusalLog
@@ -52,6 +51,7 @@ from hashret.serve.schemas import (
 from hashret.serve.security import AccessControl, AccessPolicy
 from hashret.serve.sources import SourceView
 from hashret.serve.workqueue import WorkQueue
+from hashret.store.directory import IndexStore
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: Default largest k a search may ask for.

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hashret.index.store import IndexLockedError
+from hashret.store.directory import IndexLockedError
 
 log = logging.getLogger("hashret.serve")
 

@@ -28,13 +28,13 @@ import numpy as np
 from hashret.codes import unpack
 from hashret.encode import Encoded
 from hashret.encoder import Encoder
-from hashret.index.store import IndexStore
 from hashret.indexing import THUMBNAIL_SIDE, add_images
 from hashret.search import SearchResult
 from hashret.serve.batcher import DEFAULT_MAX_BATCH, DEFAULT_MAX_PENDING, DEFAULT_WINDOW, MicroBatcher
 from hashret.serve.decode import check_header, decode_upload
 from hashret.serve.errors import BadRequest, InsufficientStorage, NotFound, ReadOnly, Unavailable
 from hashret.serve.limits import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS
+from hashret.store.directory import IndexStore
 
 #: Largest item id (ids are int64); a larger one names no item.
 MAX_ID = 2**63 - 1

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from hashret.index.popcount import search_kernels_cached
-from hashret.index.store import IndexLockedError, IndexStore
 from hashret.indexing import load_index_model
 from hashret.serve.limits import ServeLimits
 from hashret.serve.retriever import Retriever
 from hashret.serve.runtime import RuntimeChoice, choose_runtime
 from hashret.serve.security import AccessPolicy
 from hashret.serve.sources import SourceView
+from hashret.store.directory import IndexLockedError, IndexStore
 from hashret.threads import choose_threads
 
 #: Loopback only unless told otherwise.

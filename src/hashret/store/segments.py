@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hashret.index.manifest import FileEntry, Segment
 from hashret.io import atomic_write
+from hashret.store.manifest import FileEntry, Segment
 
 SEGMENT_DIR = "segments"
 KINDS = ("codes", "features", "ids")
@@ -63,7 +63,7 @@ def write_segment(root: Path, name: str, codes: np.ndarray, features: np.ndarray
 
 def read_array(root: Path, entry: FileEntry, *, mmap: bool) -> np.ndarray:
     """Load one ``.npy`` file of the index (memory-mapped read-only with ``mmap``)."""
-    from hashret.index.manifest import IndexCorruptError
+    from hashret.store.manifest import IndexCorruptError
 
     path = root / entry.name
     try:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from hashret.codes import pack
-from hashret.index.metadata import ItemMeta
-from hashret.index.store import IndexStore
+from hashret.store.directory import IndexStore
+from hashret.store.metadata import ItemMeta
 
 
 def test_ids_with_image(tmp_path):

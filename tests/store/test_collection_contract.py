@@ -1,6 +1,7 @@
-"""One contract over the engines that hold a collection: the numpy reference (FlatIndex +
-HierarchicalSearcher), the index directory (IndexStore), Milvus Lite 2.5 in both feature
-layouts, and a real Milvus 2.3.5 server (the "array" layout; marked slow).
+"""One contract over the engines that hold a collection (:class:`hashret.store.base.Collection`):
+the numpy reference (FlatIndex + HierarchicalSearcher), the index directory (IndexStore), Milvus
+Lite 2.5 in both feature layouts, and a real Milvus 2.3.5 server (the "array" layout; marked slow),
+each opened again from its location (``open_collection``) after the adds.
 
 Every engine must give the reference's ids, Hamming distances, Euclidean distances and tie
 order, for Hamming top-k, radius searches and the hierarchical re-rank with top-N pools (with
@@ -53,34 +54,41 @@ def _reference(db: np.ndarray, feats: np.ndarray) -> Engine:
     return Engine("numpy", index.search, index.range_search, searcher.search)
 
 
-def _store(root, db: np.ndarray, feats: np.ndarray) -> Engine:
-    from hashret.index.store import IndexStore
+def _collection(name: str, coll) -> Engine:
+    """The contract's calls on any Collection (written in two adds, then opened again by location)."""
+    from hashret.store import open_collection
 
-    store = IndexStore.create(root, bits=BITS, feature_dim=DIM, feature_storage="float32", backend="numpy")
-    store.add(db[:500], feats[:500])
-    store.add(db[500:], feats[500:])
+    db, feats, _, _ = _data()
+    coll.add(db[:500], feats[:500])
+    coll.add(db[500:], feats[500:])
+    coll.close()
+    coll = open_collection(coll.location)
 
     def search(q, k):
-        res = store.search(q, None, k)
+        res = coll.search(q, None, k)
         return np.stack([r.hamming for r in res]), np.stack([r.indices for r in res])
 
     def range_search(q, radius):
-        return [(r.hamming, r.indices) for r in store.search(q, None, N, radius=radius)]
+        return [(r.hamming, r.indices) for r in coll.search(q, None, N, radius=radius)]
 
     def hierarchical(q, qf, k, **pool):
-        return store.search(q, qf, k, rerank=True, **{"ties": False, **pool})
+        return coll.search(q, qf, k, rerank=True, **{"ties": False, **pool})
 
-    return Engine("store", search, range_search, hierarchical)
+    return Engine(name, search, range_search, hierarchical)
 
 
-def _milvus(name: str, uri: str, db: np.ndarray, feats: np.ndarray, layout: str | None) -> Engine:
-    from hashret.index.milvus import MilvusIndex
+def _store(root) -> Engine:
+    from hashret.store.directory import IndexStore
 
-    index = MilvusIndex(BITS, uri=uri, collection=f"contract_{layout or 'auto'}", feature_dim=DIM,
-                        layout=layout, overwrite=True)
-    index.add(db[:500], feats[:500])
-    index.add(db[500:], feats[500:])
-    return Engine(name, index.search, index.range_search, index.hierarchical_search)
+    return _collection("store", IndexStore.create(root, bits=BITS, feature_dim=DIM, feature_storage="float32",
+                                                  backend="numpy"))
+
+
+def _milvus(name: str, location: str, layout: str | None) -> Engine:
+    from hashret.store.milvus import MilvusCollection
+
+    return _collection(name, MilvusCollection.create(location, bits=BITS, feature_dim=DIM, layout=layout,
+                                                     overwrite=True))
 
 
 ENGINES = ["numpy", "store", "milvus-lite", "milvus-lite-array",
@@ -105,15 +113,16 @@ def engine(request, data, tmp_path_factory) -> Engine:
     if name == "numpy":
         return _reference(db, feats)
     if name == "store":
-        return _store(tmp_path_factory.mktemp("store") / "index", db, feats)
+        return _store(tmp_path_factory.mktemp("store") / "index")
     pytest.importorskip("pymilvus", reason="the milvus extra is not installed: pip install 'hashret[milvus]'")
     if name == "milvus-server":
         server = request.getfixturevalue("milvus_server")
-        return _milvus(name, server.uri, db, feats, None)
+        return _milvus(name, f"milvus://{server.uri.removeprefix('http://')}/contract", None)
     pytest.importorskip("milvus_lite", reason="milvus-lite 2.5 is not installed: "
                                               "pip install 'hashret[milvus]'")
-    uri = str(tmp_path_factory.mktemp("lite") / "contract.db")
-    return _milvus(name, uri, db, feats, "array" if name.endswith("array") else None)
+    layout = "array" if name.endswith("array") else None
+    db_file = tmp_path_factory.mktemp("lite") / "contract.db"
+    return _milvus(name, f"{db_file}#contract_{layout or 'auto'}", layout)
 
 
 def test_hamming_top_k(engine, reference, data):

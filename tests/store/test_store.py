@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from hashret.index import FlatIndex
-from hashret.index.manifest import IndexCorruptError, read_manifest
-from hashret.index.metadata import ItemMeta
-from hashret.index.store import MAX_SEGMENTS, IndexLockedError, IndexStore
+from hashret.store.directory import MAX_SEGMENTS, IndexLockedError, IndexStore
+from hashret.store.manifest import IndexCorruptError, read_manifest
+from hashret.store.metadata import ItemMeta
 
 BITS, DIM = 20, 12  # 20 bits: 3 bytes with 4 padding bits
 

@@ -2,9 +2,9 @@
 
 Layout of ``INDEX_DIR``::
 
-    manifest.json            the commit point (hashret.index.manifest): files, checksums, model
+    manifest.json            the commit point (hashret.store.manifest): files, checksums, model
     segments/<name>.codes.npy      uint8[m, nbytes]   packed codes of one batch of rows
-    segments/<name>.features.npy   float16/32[m, d']  stored features (hashret.index.features)
+    segments/<name>.features.npy   float16/32[m, d']  stored features (hashret.store.features)
     segments/<name>.ids.npy        int64[m]           item ids of those rows (increasing)
     removed-<generation>.npy int64[r], sorted ids removed since the last compaction
     pca-<generation>.npy     float32[p + 1, d] PCA mean + components (feature_storage="pca")
@@ -18,7 +18,7 @@ again; then the manifest that names it replaces the old one (fsync, rename, fsyn
 directory). So a crash (``kill -9``, power cut) at any point leaves the previous commit
 readable, and readers that opened an older manifest keep reading its files. The metadata
 database, the one file changed in place, is sealed by every commit (the SHA-256 of each
-chunk of its bytes as of the commit, :mod:`hashret.index.sqlite_image`), so every byte of
+chunk of its bytes as of the commit, :mod:`hashret.store.sqlite_image`), so every byte of
 the index is checked; the manifest carries its own checksum and is checked against the
 stored ids at every open (``hashret index repair`` mends what can be rebuilt). One writer at
 a time (``write.lock``); any number of readers, which see a new commit after ``refresh()``.
@@ -44,9 +44,14 @@ import numpy as np
 
 from hashret.codes import check_codes
 from hashret.index.base import MISSING_INDEX, check_int
-from hashret.index.features import FeatureCodec, SegmentedRows
 from hashret.index.filtered import FilteredIndex
-from hashret.index.manifest import (
+from hashret.index.registry import create_index
+from hashret.io import atomic_write, to_jsonable
+from hashret.outdir import claim_dir
+from hashret.search import HierarchicalSearcher, SearchResult
+from hashret.store.base import Collection
+from hashret.store.features import FeatureCodec, SegmentedRows
+from hashret.store.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     FileEntry,
@@ -57,10 +62,9 @@ from hashret.index.manifest import (
     repair_hint,
     write_manifest,
 )
-from hashret.index.metadata import METADATA_FILE, ItemMeta, MetadataDB
-from hashret.index.registry import create_index
-from hashret.index.segments import SEGMENT_DIR, read_array, write_array, write_segment
-from hashret.index.sqlite_image import (
+from hashret.store.metadata import METADATA_FILE, ItemMeta, MetadataDB
+from hashret.store.segments import SEGMENT_DIR, read_array, write_array, write_segment
+from hashret.store.sqlite_image import (
     CHUNK_BYTES,
     Image,
     ImageChanged,
@@ -69,9 +73,6 @@ from hashret.index.sqlite_image import (
     read_wal,
     seal,
 )
-from hashret.io import atomic_write, to_jsonable
-from hashret.outdir import claim_dir
-from hashret.search import HierarchicalSearcher, SearchResult
 
 MODEL_FILE = "model.safetensors"
 LOCK_FILE = "write.lock"
@@ -92,9 +93,12 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-class IndexStore:
+class IndexStore(Collection):
     """An index directory opened for reading (``IndexStore.open``) or writing (``create``,
-    ``open(writable=True)``). Use as a context manager, or call :meth:`close`."""
+    ``open(writable=True)``): the :class:`hashret.store.base.Collection` kept in files.
+    Use as a context manager, or call :meth:`close`."""
+
+    engine = "directory"
 
     def __init__(self, root: Path, manifest: Manifest, *, writable: bool, lock_fd: int | None) -> None:
         self.root = root
@@ -247,6 +251,31 @@ class IndexStore:
     @property
     def nbytes(self) -> int:
         return self.manifest.nbytes
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.manifest.feature_dim
+
+    @property
+    def model_record(self) -> dict[str, Any]:
+        return dict(self.manifest.model)
+
+    def model_file(self) -> Path | None:
+        """The copy of the model kept in the directory, checked against its SHA-256 (``None``
+        when the codes were added directly).
+
+        Raises:
+            IndexCorruptError: the copy is missing or changed.
+        """
+        entry = self.manifest.model.get("file")
+        if not entry:
+            return None
+        FileEntry(**entry).check(self.root, checksum=True)
+        return self.root / MODEL_FILE
 
     def __len__(self) -> int:
         """Live items (removed ones excluded)."""
@@ -563,6 +592,7 @@ class IndexStore:
         meta_bytes = sum((self.root / n).stat().st_size for n in
                          (METADATA_FILE, f"{METADATA_FILE}-wal") if (self.root / n).exists())
         return {
+            "engine": self.engine, "location": self.location,
             "path": str(self.root), "format_version": m.format_version, "items": m.count,
             "rows": m.rows, "removed": m.removed_count, "bits": m.bits, "backend": m.backend,
             "feature_dim": m.feature_dim, "feature_storage": m.feature_storage, "stored_dim": m.stored_dim,

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hashret.index.manifest import (
+from hashret.store.directory import lock_writer, seal_metadata, unlock_writer
+from hashret.store.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     IndexCorruptError,
@@ -32,10 +33,9 @@ from hashret.index.manifest import (
     read_manifest,
     write_manifest,
 )
-from hashret.index.metadata import METADATA_FILE, ItemMeta, MetadataDB
-from hashret.index.segments import read_array, write_array
-from hashret.index.sqlite_image import Image, WalMark, mismatched_chunks, wal_path
-from hashret.index.store import lock_writer, seal_metadata, unlock_writer
+from hashret.store.metadata import METADATA_FILE, ItemMeta, MetadataDB
+from hashret.store.segments import read_array, write_array
+from hashret.store.sqlite_image import Image, WalMark, mismatched_chunks, wal_path
 
 #: ``extra`` of the rows that ``drop_metadata`` puts in place of the lost ones.
 DROPPED = {"metadata": "lost: dropped by hashret index repair"}

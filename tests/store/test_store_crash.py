@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hashret.index.manifest import read_manifest
-from hashret.index.metadata import ItemMeta, MetadataDB
-from hashret.index.store import IndexStore
+from hashret.store.directory import IndexStore
+from hashret.store.manifest import read_manifest
+from hashret.store.metadata import ItemMeta, MetadataDB
 
 BITS, DIM = 32, 8
 
@@ -23,8 +23,8 @@ BITS, DIM = 32, 8
 WRITER = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from hashret.index.metadata import ItemMeta
-    from hashret.index import store as store_mod
+    from hashret.store.metadata import ItemMeta
+    from hashret.store import directory as store_mod
     root, mode = sys.argv[1], sys.argv[2]
     armed = []  # crash only in the commits after "ready" (opening may seal or checkpoint)
     if mode != "loop":  # die by SIGKILL at a chosen point of the next commit
@@ -171,7 +171,7 @@ def test_readers_search_while_a_writer_adds(tmp_path):
 # `index add` of image files, killed by SIGKILL at the commit of its third batch.
 ADDER = textwrap.dedent("""
     import os, signal, sys
-    from hashret.index import store as store_mod
+    from hashret.store import directory as store_mod
     from hashret.indexing import add_files
     root, folder = sys.argv[1], sys.argv[2]
     real, calls = store_mod.write_manifest, []

@@ -7,7 +7,7 @@ a crash in between leaves rows with ids ``>= manifest.next_id``, which readers n
 for and the next writer deletes (:meth:`MetadataDB.purge_from`).
 
 The database is part of the checked state of the index: every commit seals its bytes
-(:mod:`hashret.index.sqlite_image`), so the writer turns SQLite's automatic checkpoints
+(:mod:`hashret.store.sqlite_image`), so the writer turns SQLite's automatic checkpoints
 off and checkpoints only right after a commit. It is never created implicitly: a missing
 database is an error (the labels, sources and thumbnails exist nowhere else).
 Each item added from a file records the SHA-256 of the file's bytes (indexed), so adding
@@ -67,7 +67,7 @@ class ItemMeta:
 
 
 def _corrupt(path: Path, e: Exception) -> Exception:
-    from hashret.index.manifest import IndexCorruptError, repair_hint
+    from hashret.store.manifest import IndexCorruptError, repair_hint
 
     return IndexCorruptError(
         f"{path} is unreadable ({e}): the metadata database is damaged; restore it from a backup, "
@@ -91,7 +91,7 @@ class MetadataDB:
         self.path = Path(root) / METADATA_FILE
         self.readonly = readonly
         if not create and not self.path.exists():
-            from hashret.index.manifest import IndexCorruptError
+            from hashret.store.manifest import IndexCorruptError
 
             raise IndexCorruptError(
                 f"{self.path} is missing: restore it from a backup (the labels, sources and thumbnails "

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from hashret.cli import main
-from hashret.index.manifest import IndexCorruptError, canonical_checksum, read_manifest
-from hashret.index.metadata import METADATA_FILE, ItemMeta
-from hashret.index.repair import DROPPED, repair_index
-from hashret.index.store import IndexStore
+from hashret.store.directory import IndexStore
+from hashret.store.manifest import IndexCorruptError, canonical_checksum, read_manifest
+from hashret.store.metadata import METADATA_FILE, ItemMeta
+from hashret.store.repair import DROPPED, repair_index
 
 BITS, DIM = 32, 8
 N = 600

@@ -101,7 +101,7 @@ class Segment:
 @dataclass(frozen=True)
 class MetadataSeal:
     """What the metadata database (``metadata.sqlite``) was at the commit: see
-    :mod:`hashret.index.sqlite_image`.
+    :mod:`hashret.store.sqlite_image`.
 
     Attributes:
         bytes: size of the database image.

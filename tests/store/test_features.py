@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hashret.index import _distance_kernels as kern
-from hashret.index.features import FeatureCodec, SegmentedRows
+from hashret.store.features import FeatureCodec, SegmentedRows
 
 
 def test_half_widening_is_exact_for_every_finite_half():

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hashret.index.manifest import FEATURE_STORAGE
+from hashret.store.manifest import FEATURE_STORAGE
 
 
 class FeatureCodec:

@@ -8,7 +8,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from hashret.index.sqlite_image import (
+from hashret.store.sqlite_image import (
     FRAME_HEADER,
     Image,
     ImageChanged,
