@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -152,11 +153,15 @@ def _evaluate(a: argparse.Namespace) -> int:
 
 
 def _search(a: argparse.Namespace) -> int:
-    if (Path(a.run_dir) / "manifest.json").exists():
+    from hashret.store import is_milvus_location
+
+    if (Path(a.run_dir) / "manifest.json").exists() or is_milvus_location(a.run_dir):
         return _search_index(a)
     if a.rerank or a.candidates is not None or a.radius is not None:
         raise ValueError("--rerank, --candidates and --radius need an index directory "
                          "(`hashret index build RUN_DIR --out INDEX_DIR`), not a run directory")
+    if a.model is not None or a.token is not None:
+        _unused("--model/--token", "they apply to a collection (an index directory or Milvus), not a run")
     from hashret.run import open_run, read_query_image, search_images
 
     run = open_run(a.run_dir)
@@ -183,13 +188,13 @@ def _print_search_json(a: argparse.Namespace, notes: list[str], hits: list[dict]
 def _search_index(a: argparse.Namespace) -> int:
     from hashret.index.popcount import search_kernels_cached
     from hashret.indexing import describe_results, load_index_model, search_by_images
-    from hashret.store.directory import IndexStore
+    from hashret.store import open_collection
 
     if not search_kernels_cached():
         print("compiling the search kernels (first search after installing only; about a minute)...",
               file=sys.stderr)
-    with IndexStore.open(a.run_dir) as store:
-        model = load_index_model(store)
+    with open_collection(a.run_dir, token=_token(a)) as store:
+        model = load_index_model(store, model_file=a.model)
         notes: list[str] = []
         result = search_by_images(store, model, model.read(a.image, notes)[None], k=a.k, rerank=a.rerank,
                                   candidates=a.candidates, radius=a.radius)[0]
@@ -218,7 +223,7 @@ def _index_build(a: argparse.Namespace) -> int:
         raise ValueError(f"{a.run_dir} is a model fitted without labels: name the images to index, "
                          f"`hashret index build {a.run_dir} --images FOLDER --out {a.out}`")
     prev = None if a.overwrite else existing_build(a.out, backend=a.backend, feature_storage=a.features,
-                                                   pca_dim=a.pca_dim)
+                                                   pca_dim=a.pca_dim, token=_token(a))
     complete = bool(prev) and prev.get("done") == prev.get("total")
     if complete and a.data_dir is None and prev.get("split") == a.split \
             and prev.get("model_sha256") == run.model_sha256:
@@ -235,7 +240,7 @@ def _index_build(a: argparse.Namespace) -> int:
     store = build_index(run, a.out, images, collection=data.source, split=a.split,
                         batch_size=a.batch_size, feature_storage=a.features, pca_dim=a.pca_dim,
                         backend=a.backend, thumbnails=a.thumbnails, encodings=encodings,
-                        overwrite=a.overwrite, progress=not a.quiet)
+                        overwrite=a.overwrite, progress=not a.quiet, token=_token(a))
     with store:
         info = store.info()
     print(f"indexed {info['items']} items ({info['bits']} bits, features {info['feature_storage']}, "
@@ -251,7 +256,7 @@ def _index_build_images(a: argparse.Namespace) -> int:
 
     run = open_run(a.run_dir)
     with open_or_create_index(run, a.out, feature_storage=a.features, pca_dim=a.pca_dim, backend=a.backend,
-                              overwrite=a.overwrite) as store:
+                              overwrite=a.overwrite, token=_token(a)) as store:
         if a.images:
             done = add_files(store, a.images, on_bad_image=a.on_bad_image, batch_size=a.batch_size,
                              thumbnails=True if a.thumbnails is None else a.thumbnails,  # for serve's page
@@ -327,13 +332,27 @@ def _index_load_shards(a: argparse.Namespace) -> int:
     return 0
 
 
-def _index_add(a: argparse.Namespace) -> int:
-    from hashret.indexing import add_files
-    from hashret.store.directory import IndexStore
+def _token(a: argparse.Namespace) -> str | None:
+    """Milvus credentials: --token, else $MILVUS_TOKEN (None: none)."""
+    return getattr(a, "token", None) or os.environ.get("MILVUS_TOKEN") or None
 
-    with IndexStore.open(a.index_dir, writable=True) as store:
+
+def _index_dir_only(a: argparse.Namespace, what: str) -> None:
+    """Refuse a Milvus location for a command that only an index directory has."""
+    from hashret.store import is_milvus_location
+
+    if is_milvus_location(a.index_dir):
+        raise ValueError(f"{a.index_dir} is a Milvus collection: `hashret index {a.index_command}` {what}")
+
+
+def _index_add(a: argparse.Namespace) -> int:
+    from hashret.indexing import add_files, load_index_model
+    from hashret.store import open_collection
+
+    with open_collection(a.index_dir, writable=True, token=_token(a)) as store:
+        model = load_index_model(store, model_file=a.model)
         done = add_files(store, a.paths, label=a.label, on_bad_image=a.on_bad_image,
-                         allow_duplicates=a.allow_duplicates, progress=not a.quiet)
+                         allow_duplicates=a.allow_duplicates, progress=not a.quiet, model=model)
         ids = done.ids
         print(f"added {len(ids)} images (ids {ids[0] if len(ids) else '-'}..{ids[-1] if len(ids) else '-'}); "
               f"skipped {done.already} already in the index; the index holds {len(store)} items")
@@ -342,6 +361,9 @@ def _index_add(a: argparse.Namespace) -> int:
 
 def _index_repair(a: argparse.Namespace) -> int:
     from hashret.store.repair import repair_index
+
+    _index_dir_only(a, "mends an index directory's files; a Milvus collection is checked with `hashret index "
+                       "info LOCATION --verify` and reloaded with `hashret index build ... --overwrite`")
 
     def confirm(plan) -> bool:  # noqa: ANN001 - a RepairPlan
         print("repair will:\n" + "\n".join(f"  - {f}" for f in plan.fixes))
@@ -365,9 +387,9 @@ def _index_repair(a: argparse.Namespace) -> int:
 
 
 def _index_remove(a: argparse.Namespace) -> int:
-    from hashret.store.directory import IndexStore
+    from hashret.store import open_collection
 
-    with IndexStore.open(a.index_dir, writable=True) as store:
+    with open_collection(a.index_dir, writable=True, token=_token(a)) as store:
         n = store.remove(a.ids)
         print(f"removed {n} items; the index holds {len(store)} items")
     return 0
@@ -376,6 +398,8 @@ def _index_remove(a: argparse.Namespace) -> int:
 def _index_compact(a: argparse.Namespace) -> int:
     from hashret.store.directory import IndexStore
 
+    _index_dir_only(a, "merges an index directory's segments; Milvus compacts its collections itself")
+
     with IndexStore.open(a.index_dir, writable=True) as store:
         store.compact()
         print(f"compacted: {len(store.manifest.segments)} segment(s), {len(store)} items")
@@ -383,23 +407,31 @@ def _index_compact(a: argparse.Namespace) -> int:
 
 
 def _index_info(a: argparse.Namespace) -> int:
-    from hashret.store.directory import IndexStore
+    from hashret.store import is_milvus_location, open_collection
 
-    with IndexStore.open(a.index_dir, verify=a.verify or None) as store:
+    milvus = is_milvus_location(a.index_dir)
+    options = {} if milvus else {"verify": a.verify or None}
+    with open_collection(a.index_dir, token=_token(a), **options) as store:
+        if a.verify and milvus:
+            store.verify()
         info = store.info()
     if a.verify:
-        info["verified"] = ("every file matches its SHA-256, metadata.sqlite its seal; the manifest's "
+        info["verified"] = ("the record agrees with the collection: ready, every field its layout needs, "
+                            "no id beyond the recorded next id" if milvus else
+                            "every file matches its SHA-256, metadata.sqlite its seal; the manifest's "
                             "checksum and invariants hold")
     if a.json:
         print(json.dumps(info, indent=2))
         return 0
-    for key in ("path", "items", "removed", "bits", "backend", "feature_dim", "feature_storage",
-                "stored_dim", "segments", "generation", "model_sha256", "created", "updated", "verified"):
+    for key in ("location", "engine", "items", "removed", "bits", "backend", "feature_dim",
+                "feature_storage", "layout", "stored_dim", "segments", "generation", "next_id", "state",
+                "model_sha256", "created", "updated", "verified"):
         if key in info:
             print(f"{key:>16}: {info[key]}")
-    b = info["bytes"]
-    print(f"{'bytes':>16}: " + ", ".join(f"{k} {v:,}" for k, v in b.items()))
-    if info["items"]:
+    b = info.get("bytes")
+    if b:
+        print(f"{'bytes':>16}: " + ", ".join(f"{k} {v:,}" for k, v in b.items()))
+    if b and info["items"]:
         print(f"{'bytes/item':>16}: {b['all_files'] / info['items']:.1f} (codes "
               f"{b['codes'] / info['rows']:.1f}, features {b['features'] / info['rows']:.1f})")
     if info.get("build"):
@@ -428,7 +460,7 @@ def _serve(a: argparse.Namespace) -> int:
     root = str(Path(a.source_root).resolve()) if a.source_root else None
     serve(a.index_dir, host=a.host, port=a.port, access=access, limits=limits, read_only=a.read_only,
           sources=SourceView(root, a.show_paths), log_level=a.log_level, runtime=a.runtime,
-          onnx_file=a.onnx, workers=a.workers)
+          onnx_file=a.onnx, workers=a.workers, token=_token(a), model_file=a.model)
     return 0
 
 
@@ -592,8 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("search", help="the database images nearest to an image file")
-    p.add_argument("run_dir", metavar="RUN_OR_INDEX_DIR",
-                   help="a run directory (its encoded database) or an index directory")
+    p.add_argument("run_dir", metavar="RUN_OR_COLLECTION",
+                   help="a run directory (its encoded database), an index directory, or a Milvus collection "
+                        "(milvus://HOST:PORT/NAME or FILE.db#NAME)")
     p.add_argument("--image", required=True, help="query image file")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--rerank", action="store_true",
@@ -602,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(default k, or max(k, 1000) with --rerank)")
     p.add_argument("--radius", type=int, help="coarse stage: every item within this Hamming distance")
     p.add_argument("--json", action="store_true")
+    _add_collection_args(p, model=True)
     _add_threads_arg(p)
     p.set_defaults(func=_search)
 
@@ -613,7 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="HTTP API and web page for query-by-image over an index",
                        description="Read-only unless given a write key; binds 127.0.0.1 and answers only "
                                    "the loopback host names unless told otherwise.")
-    p.add_argument("index_dir")
+    p.add_argument("index_dir", metavar="COLLECTION", help=_COLLECTION_HELP)
+    _add_collection_args(p, model=True)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this "
                                                       "machine only); also allowed as a Host name")
     p.add_argument("--port", type=int, default=8000)
@@ -718,12 +753,27 @@ def _backend_spec(spec: str) -> str:
     return spec
 
 
+#: what a collection argument may be
+_COLLECTION_HELP = "an index directory, or a Milvus collection: milvus://HOST:PORT/NAME or FILE.db#NAME"
+
+
+def _add_collection_args(p: argparse.ArgumentParser, *, model: bool = False) -> None:
+    """--token (Milvus credentials) and, for commands that encode images, --model."""
+    p.add_argument("--token", help="Milvus credentials, user:password or an API key (else $MILVUS_TOKEN)")
+    if model:
+        p.add_argument("--model", metavar="PATH",
+                       help="the model that made the codes (its model.safetensors, or its run / model "
+                            "directory) where the collection cannot reach it, e.g. a Milvus collection made "
+                            "on another machine; checked against the recorded SHA-256")
+
+
 def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
     idx = sub.add_parser("index", help="persistent index: build, add, remove, compact, info, repair")
     isub = idx.add_subparsers(dest="index_command", required=True)
-    p = isub.add_parser("build", help="encode a run's dataset into an index directory (resumable)")
+    p = isub.add_parser("build", help="encode a run's dataset or image files into a collection (resumable)")
     p.add_argument("run_dir")
-    p.add_argument("--out", required=True, help="index directory to write")
+    p.add_argument("--out", required=True, metavar="COLLECTION", help=f"where to write: {_COLLECTION_HELP}")
+    _add_collection_args(p)
     p.add_argument("--split", default="train", choices=["train", "test", "all"],
                    help="which part of the run's dataset to index (default train: the database)")
     p.add_argument("--backend", default=None, type=_backend_spec, metavar="NAME[:OPTION=VALUE,...]",
@@ -745,7 +795,8 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
     p = isub.add_parser("create", help="an empty index of a run's or model directory's model "
                                        "(then index add)")
     p.add_argument("run_dir", help="a trained run or a model directory (hashret models fit / get)")
-    p.add_argument("--out", required=True, help="index directory to write")
+    p.add_argument("--out", required=True, metavar="COLLECTION", help=f"where to write: {_COLLECTION_HELP}")
+    _add_collection_args(p)
     p.add_argument("--backend", default=None, type=_backend_spec, metavar="NAME[:OPTION=VALUE,...]",
                    help="Hamming search backend (hashret.index.list_indexes())")
     p.add_argument("--features", choices=["float16", "float32", "pca"],
@@ -773,7 +824,8 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
     p.set_defaults(func=_index_load_shards)
 
     p = isub.add_parser("add", help="encode image files with the index's model and add them")
-    p.add_argument("index_dir")
+    p.add_argument("index_dir", metavar="COLLECTION", help=_COLLECTION_HELP)
+    _add_collection_args(p, model=True)
     p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     p.add_argument("--label", help="class name of the added images")
     p.add_argument("--on-bad-image", choices=["error", "skip"], default="error")
@@ -785,7 +837,8 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
     p.set_defaults(func=_index_add)
 
     p = isub.add_parser("remove", help="remove items by id")
-    p.add_argument("index_dir")
+    p.add_argument("index_dir", metavar="COLLECTION", help=_COLLECTION_HELP)
+    _add_collection_args(p)
     p.add_argument("ids", nargs="+", type=int)
     p.set_defaults(func=_index_remove)
 
@@ -793,10 +846,12 @@ def _add_index_parser(sub) -> None:  # noqa: ANN001 - argparse's private subpars
     p.add_argument("index_dir")
     p.set_defaults(func=_index_compact)
 
-    p = isub.add_parser("info", help="what an index holds (items, bits, model, files, bytes)")
-    p.add_argument("index_dir")
+    p = isub.add_parser("info", help="what a collection holds (items, bits, model, files, bytes)")
+    p.add_argument("index_dir", metavar="COLLECTION", help=_COLLECTION_HELP)
+    _add_collection_args(p)
     p.add_argument("--verify", action="store_true",
-                   help="check every file against its SHA-256 and metadata.sqlite against its seal")
+                   help="check every file against its SHA-256 and metadata.sqlite against its seal (Milvus: "
+                        "the record against the collection)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_index_info)
 
@@ -859,7 +914,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hashret {args.command}: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, RuntimeError,
-            PermissionError, ImportError) as e:
+            PermissionError, ImportError, LookupError) as e:
         print(f"hashret {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a quota, a file-size limit, an I/O error: one line, not a traceback

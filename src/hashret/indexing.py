@@ -1,10 +1,10 @@
 """Persistent indexes made with a trained model: build from a dataset, add files, search by image.
 
-This is the model-aware layer over :class:`hashret.store.directory.IndexStore` (which only
-knows codes and features): it encodes images with the model recorded in the index
-(a copy of the checkpoint lives in the index directory, checked against its SHA-256),
-so queries and database are always encoded by the same model, the same way (no
-augmentation; test-time flip and arithmetic as the model was trained).
+This is the model-aware layer over a :class:`hashret.store.Collection` (an index directory or a
+Milvus collection, which only know codes, features and metadata): it encodes images with the
+model recorded in the collection (checked against its SHA-256), so queries and database are
+always encoded by the same model, the same way (no augmentation; test-time flip and arithmetic
+as the model was trained).
 """
 
 from __future__ import annotations
@@ -27,13 +27,9 @@ from hashret.hits import Hit, make_hit
 from hashret.io import file_sha256
 from hashret.run import Run
 from hashret.search import SearchResult
-from hashret.store.base import Collection
-from hashret.store.directory import IndexStore
-from hashret.store.manifest import MANIFEST_FILE
+from hashret.store import Collection, collection_exists, create_collection, open_collection
 from hashret.store.metadata import ItemMeta
 
-#: The exact scan backend the CLI uses unless told otherwise.
-DEFAULT_BACKEND = "popcount"
 #: Keep a PNG copy of each image in the index when its sides are at most this (px).
 THUMBNAIL_MAX_SIDE = 64
 
@@ -101,32 +97,34 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def existing_build(out: str | Path, *, backend: str | None = None, feature_storage: str | None = None,
-                   pca_dim: int | None = None) -> dict[str, Any] | None:
-    """The build record of the index at ``out`` (``{collection, split, total, done, model_sha256}``),
-    or None where ``out`` holds no index; the options given (not None) must be the index's own.
+                   pca_dim: int | None = None, token: str | None = None) -> dict[str, Any] | None:
+    """The build record of the collection at ``out`` (``{collection, split, total, done,
+    model_sha256}``), or None where ``out`` holds none; the options given (not None) must be the
+    collection's own.
 
     Raises:
-        ValueError: an option differs from what the index was built with (named, with the fix).
+        ValueError: an option differs from what the collection was built with (named, with the fix).
     """
-    out = Path(out)
-    if not (out / MANIFEST_FILE).exists():
+    if not collection_exists(out, token=token):
         return None
-    with IndexStore.open(out) as store:
-        m = store.manifest
+    with open_collection(out, token=token) as store:
+        info = store.info()
         differ = [f"--{flag} {have} (asked: {want})" for flag, have, want in (
-            ("backend", m.backend, backend), ("features", m.feature_storage, feature_storage),
-            ("pca-dim", m.stored_dim if m.feature_storage == "pca" else None, pca_dim))
+            ("backend", info.get("backend"), backend),
+            ("features", info.get("feature_storage"), feature_storage),
+            ("pca-dim", info.get("stored_dim") if info.get("feature_storage") == "pca" else None, pca_dim))
             if want is not None and want != have]
         if differ:
             raise ValueError(f"{out} is already an index built with {'; '.join(differ)}: pass --overwrite "
                              "to rebuild it with the new options, or choose another --out")
-        return dict(m.build or {})
+        return dict(info.get("build") or {})
 
 
 def build_index(run: Run, out: str | Path, images: ImageArray, *, collection: str, split: str,
                 batch_size: int = 2048, feature_storage: str | None = None, pca_dim: int | None = None,
                 backend: str | None = None, thumbnails: bool | None = None,
-                encodings: Any = None, overwrite: bool = False, progress: bool = False) -> IndexStore:
+                encodings: Any = None, overwrite: bool = False, progress: bool = False,
+                token: str | None = None) -> Collection:
     """Index a labelled image collection with a run's model, one commit per batch; resumable.
 
     If ``out`` already holds a build of the same model, collection and split that stopped
@@ -134,37 +132,39 @@ def build_index(run: Run, out: str | Path, images: ImageArray, *, collection: st
     progress in the same commit as each batch). A finished build is left as it is.
 
     Args:
-        run: the trained run (its model encodes the images; its checkpoint is copied in).
-        out: the index directory.
+        run: the trained run (its model encodes the images; an index directory keeps a copy of
+            its checkpoint, Milvus records where it is).
+        out: the index directory, or a Milvus collection (``milvus://HOST:PORT/NAME``, ``FILE.db#NAME``).
         images: ``ImageArray`` of the collection (the database), in database order.
         collection: where the images came from (recorded), e.g. the dataset path.
         split: which split of the collection (recorded).
         batch_size: images per commit.
-        feature_storage, pca_dim, backend: see :meth:`IndexStore.create` (default ``"float16"`` and
-            :data:`DEFAULT_BACKEND`); continuing a build, they must be the index's (or None).
+        feature_storage, pca_dim, backend: an index directory's
+            (:func:`hashret.store.create_collection`; default ``"float16"`` and
+            ``hashret.store.DEFAULT_BACKEND``); continuing a build, they must be the index's (or None).
         thumbnails: keep a PNG copy of each image in the metadata (default: when the images
             are at most 64 px, i.e. cheaper than keeping the source around).
         encodings: an :class:`hashret.encodings.EncodedSet` of exactly these images by this
             model (e.g. the run's saved database encodings): its codes and features are
             used instead of encoding again.
         overwrite: start again over an existing index.
+        token: credentials for a Milvus server.
 
     Returns:
-        the index, open for writing (close it when done).
+        the collection, open for writing (close it when done).
 
     Raises:
         ValueError: ``out`` holds an index of another model, collection or split.
     """
-    out = Path(out)
     h, w, c = images.images.shape[1:]
     record = {"collection": collection, "split": split, "total": len(images), "done": 0,
               "model_sha256": run.model_sha256}
     if thumbnails is None:
         thumbnails = max(h, w) <= THUMBNAIL_MAX_SIDE
-    if (out / MANIFEST_FILE).exists() and not overwrite:
-        existing_build(out, backend=backend, feature_storage=feature_storage, pca_dim=pca_dim)
-        store = IndexStore.open(out, writable=True)
-        prev = store.manifest.build or {}
+    if not overwrite and collection_exists(out, token=token):
+        existing_build(out, backend=backend, feature_storage=feature_storage, pca_dim=pca_dim, token=token)
+        store = open_collection(out, writable=True, token=token)
+        prev = store.info().get("build") or {}
         same = {k: prev.get(k) for k in ("collection", "split", "total", "model_sha256")} == {
             k: record[k] for k in ("collection", "split", "total", "model_sha256")}
         if not same:
@@ -175,11 +175,11 @@ def build_index(run: Run, out: str | Path, images: ImageArray, *, collection: st
             )
         record["done"] = int(prev.get("done", 0))
     else:
-        store = IndexStore.create(out, bits=run.model_config.bits, feature_dim=_feature_dim(run, encodings),
-                                  feature_storage=feature_storage or "float16", pca_dim=pca_dim,
-                                  backend=backend or DEFAULT_BACKEND,
+        store = create_collection(out, bits=run.model_config.bits, feature_dim=_feature_dim(run, encodings),
+                                  feature_storage=feature_storage, pca_dim=pca_dim, backend=backend,
                                   model=model_identity(run, (h, w, c)),
-                                  model_file=run.run_dir / "model.safetensors", overwrite=overwrite)
+                                  model_file=run.run_dir / "model.safetensors", overwrite=overwrite,
+                                  token=token)
     start = record["done"]
     classes = images.classes
     bar = tqdm(total=len(images), initial=start, desc="index", unit="img", disable=None if progress else True)
@@ -208,7 +208,7 @@ def build_index(run: Run, out: str | Path, images: ImageArray, *, collection: st
 
 def open_or_create_index(run: Run, out: str | Path, *, feature_storage: str | None = None,
                          pca_dim: int | None = None, backend: str | None = None,
-                         overwrite: bool = False) -> IndexStore:
+                         overwrite: bool = False, token: str | None = None) -> Collection:
     """An index of ``run``'s model at ``out``, open for writing: created empty (the checkpoint copied
     in) or, where ``out`` already holds an index of this very model, that index, so that adding a
     folder again finishes an interrupted add (:func:`add_files` skips files already indexed).
@@ -216,20 +216,19 @@ def open_or_create_index(run: Run, out: str | Path, *, feature_storage: str | No
     Raises:
         ValueError: ``out`` holds an index of another model, or one built with other options.
     """
-    out = Path(out)
-    if (out / MANIFEST_FILE).exists() and not overwrite:
-        existing_build(out, backend=backend, feature_storage=feature_storage, pca_dim=pca_dim)
-        store = IndexStore.open(out, writable=True)
-        if store.manifest.model.get("sha256") != run.model_sha256:
+    if not overwrite and collection_exists(out, token=token):
+        existing_build(out, backend=backend, feature_storage=feature_storage, pca_dim=pca_dim, token=token)
+        store = open_collection(out, writable=True, token=token)
+        if store.model_record.get("sha256") != run.model_sha256:
             store.close()
             raise ValueError(f"{out} already holds an index of another model: choose another --out, "
                              "or pass --overwrite to rebuild it with this one")
         return store
     h, w, c = run.image_shape
-    return IndexStore.create(out, bits=run.model_config.bits, feature_dim=int(run.model.feature_dim),
-                             feature_storage=feature_storage or "float16", pca_dim=pca_dim,
-                             backend=backend or DEFAULT_BACKEND, model=model_identity(run, (h, w, c)),
-                             model_file=run.run_dir / "model.safetensors", overwrite=overwrite)
+    return create_collection(out, bits=run.model_config.bits, feature_dim=int(run.model.feature_dim),
+                             feature_storage=feature_storage, pca_dim=pca_dim, backend=backend,
+                             model=model_identity(run, (h, w, c)),
+                             model_file=run.run_dir / "model.safetensors", overwrite=overwrite, token=token)
 
 
 def _feature_dim(run: Run, encodings: Any) -> int:
@@ -273,7 +272,7 @@ class AddedFiles:
     unreadable: int = 0
 
 
-def add_files(store: IndexStore, paths: Iterable[str | Path], *, label: str | None = None,
+def add_files(store: Collection, paths: Iterable[str | Path], *, label: str | None = None,
               on_bad_image: str = "error", batch_size: int = 512, thumbnails: bool | None = None,
               model: Encoder | None = None, allow_duplicates: bool = False,
               progress: bool = False) -> AddedFiles:
@@ -331,7 +330,7 @@ def add_files(store: IndexStore, paths: Iterable[str | Path], *, label: str | No
     return out
 
 
-def add_image_files(store: IndexStore, paths: Iterable[str | Path], *, label: str | None = None,
+def add_image_files(store: Collection, paths: Iterable[str | Path], *, label: str | None = None,
                     on_bad_image: str = "error", batch_size: int = 512, thumbnails: bool | None = None,
                     model: Encoder | None = None, allow_duplicates: bool = False,
                     progress: bool = False) -> np.ndarray:
@@ -342,7 +341,7 @@ def add_image_files(store: IndexStore, paths: Iterable[str | Path], *, label: st
                      progress=progress).ids
 
 
-def search_by_images(store: IndexStore, model: Encoder, images: np.ndarray, *, k: int = 10,
+def search_by_images(store: Collection, model: Encoder, images: np.ndarray, *, k: int = 10,
                      rerank: bool = False, candidates: int | None = None,
                      radius: int | None = None) -> list[SearchResult]:
     """Encode ``uint8[q, h, w, c]`` query images with the index's model and search."""
@@ -350,7 +349,7 @@ def search_by_images(store: IndexStore, model: Encoder, images: np.ndarray, *, k
     return store.search(enc.codes, enc.features, k, candidates=candidates, radius=radius, rerank=rerank)
 
 
-def describe_results(store: IndexStore, result: SearchResult) -> list[Hit]:
+def describe_results(store: Collection, result: SearchResult) -> list[Hit]:
     """One query's result as :class:`hashret.hits.Hit` dicts."""
     metas = store.get_items(result.indices)
     return [make_hit(r + 1, i, h, e, m.label, m.class_name, m.source)
@@ -377,7 +376,7 @@ def thumbnail_png(image: np.ndarray, max_side: int = THUMBNAIL_SIDE) -> bytes:
     return buf.getvalue()
 
 
-def add_images(store: IndexStore, model: Encoder, images: np.ndarray | Sequence[np.ndarray],
+def add_images(store: Collection, model: Encoder, images: np.ndarray | Sequence[np.ndarray],
                sources: Sequence[str], *, label: str | None = None,
                extra: Sequence[dict[str, Any]] | None = None,
                thumbnail_side: int | None = THUMBNAIL_SIDE) -> np.ndarray:

@@ -51,7 +51,7 @@ from hashret.serve.schemas import (
 from hashret.serve.security import AccessControl, AccessPolicy
 from hashret.serve.sources import SourceView
 from hashret.serve.workqueue import WorkQueue
-from hashret.store.directory import IndexStore
+from hashret.store import Collection
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: Default largest k a search may ask for.
@@ -96,7 +96,7 @@ def _image_type(data: bytes) -> str:
     return "application/octet-stream"
 
 
-def create_app(store: IndexStore, model: Encoder, *, limits: ServeLimits | None = None,
+def create_app(store: Collection, model: Encoder, *, limits: ServeLimits | None = None,
                access: AccessPolicy | None = None, sources: SourceView | None = None,
                max_k: int = DEFAULT_MAX_K, max_candidates: int = DEFAULT_MAX_CANDIDATES,
                max_add_files: int = DEFAULT_MAX_ADD_FILES, refresh_seconds: float = 2.0,

@@ -28,13 +28,14 @@ import numpy as np
 from hashret.codes import unpack
 from hashret.encode import Encoded
 from hashret.encoder import Encoder
+from hashret.index.milvus import MilvusUnavailableError
 from hashret.indexing import THUMBNAIL_SIDE, add_images
 from hashret.search import SearchResult
 from hashret.serve.batcher import DEFAULT_MAX_BATCH, DEFAULT_MAX_PENDING, DEFAULT_WINDOW, MicroBatcher
 from hashret.serve.decode import check_header, decode_upload
 from hashret.serve.errors import BadRequest, InsufficientStorage, NotFound, ReadOnly, Unavailable
 from hashret.serve.limits import DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS
-from hashret.store.directory import IndexStore
+from hashret.store import Collection
 
 #: Largest item id (ids are int64); a larger one names no item.
 MAX_ID = 2**63 - 1
@@ -85,7 +86,7 @@ class Retriever:
             beyond).
     """
 
-    def __init__(self, store: IndexStore, model: Encoder, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+    def __init__(self, store: Collection, model: Encoder, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                  max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES, refresh_seconds: float = 2.0,
                  thumbnail_side: int = THUMBNAIL_SIDE, query_encoder: Any = None,
                  batch_window: float = DEFAULT_WINDOW, max_batch: int = DEFAULT_MAX_BATCH,
@@ -275,7 +276,7 @@ class Retriever:
             try:
                 ids = add_images(self.store, model, images, sources, label=label,
                                  thumbnail_side=self.thumbnail_side)
-            except (OSError, sqlite3.OperationalError) as e:
+            except (OSError, sqlite3.OperationalError, MilvusUnavailableError) as e:
                 raise _write_error(e) from e
             finally:
                 self._count = len(self.store)
@@ -306,13 +307,13 @@ class Retriever:
         """Items, bits, backend, model identity, generation, writability."""
         with self._store_lock:
             self._refresh()
-            m = self.store.manifest
-            cfg = m.model.get("config") or {}
+            info = self.store.info()
+            cfg = info.get("model") or {}
             return {
-                "items": len(self.store), "bits": m.bits, "backend": m.backend,
-                "feature_storage": m.feature_storage, "generation": m.generation,
-                "writable": self.store.writable,
-                "model": {"sha256": m.model.get("sha256"), "method": cfg.get("method"),
+                "items": info["items"], "bits": info["bits"], "backend": info.get("backend"),
+                "engine": info["engine"], "feature_storage": info.get("feature_storage"),
+                "generation": info.get("generation"), "writable": self.store.writable,
+                "model": {"sha256": info.get("model_sha256"), "method": cfg.get("method"),
                           "backbone": cfg.get("backbone"), "bits": cfg.get("bits"),
                           "classes": list(self.model.classes),
                           "image_shape": list(self.model.image_shape)},
@@ -342,7 +343,8 @@ class _OnModelThread:
 
 
 def _write_error(e: BaseException) -> InsufficientStorage | Unavailable:
-    """The service error for an OS / SQLite error while adding (nothing was committed)."""
+    """The service error for an OS / SQLite / Milvus error while adding (nothing was committed to an
+    index directory; a Milvus collection counts what got in at its next open)."""
     full = (isinstance(e, OSError) and e.errno in _DISK_FULL) or "full" in str(e).lower()
     what = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
     if full:

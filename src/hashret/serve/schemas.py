@@ -79,11 +79,13 @@ class Stats(BaseModel):
 
     items: int = Field(description="live items")
     bits: int = Field(description="code length")
+    engine: str = Field(description="what keeps the collection: 'directory' (an index directory) or 'milvus'")
     backend: str = Field(description="Hamming search backend")
     model: dict[str, Any] = Field(description="the model that made the codes: sha256, method, backbone, "
                                               "classes, input image shape")
-    feature_storage: str
-    generation: int = Field(description="commit number of the loaded index state")
+    feature_storage: str | None = Field(description="how re-rank features are kept (None: not kept)")
+    generation: int | None = Field(description="commit number of the loaded index state (an index "
+                                               "directory; None for Milvus)")
     writable: bool = Field(description="whether POST /items can add to the index (with the write key)")
     max_k: int
     max_upload_bytes: int

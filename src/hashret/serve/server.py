@@ -35,7 +35,7 @@ from hashret.serve.retriever import Retriever
 from hashret.serve.runtime import RuntimeChoice, choose_runtime
 from hashret.serve.security import AccessPolicy
 from hashret.serve.sources import SourceView
-from hashret.store.directory import IndexLockedError, IndexStore
+from hashret.store import Collection, IndexLockedError, is_milvus_location, open_collection
 from hashret.threads import choose_threads
 
 #: Loopback only unless told otherwise.
@@ -52,16 +52,18 @@ LISTEN_BACKLOG = 2048
 _FD_MARGIN = 16
 
 
-def open_index(index_dir: str | Path, *, read_only: bool = False) -> IndexStore:
-    """Open an index for serving: writable (the server is its writer, so POST /items works)
-    unless ``read_only`` (then other processes may write, and the server picks up their commits).
+def open_index(location: str | Path, *, read_only: bool = False, token: str | None = None) -> Collection:
+    """Open a collection for serving (an index directory or a Milvus collection,
+    :func:`hashret.store.open_collection`): writable (the server is its writer, so POST /items
+    works) unless ``read_only`` (then other processes may write, and the server picks up their
+    commits).
 
     Raises:
-        FileNotFoundError: no index at ``index_dir``.
-        RuntimeError: another process is writing the index and ``read_only`` is False.
+        FileNotFoundError / LookupError: no collection at ``location``.
+        RuntimeError: another process is writing the index directory and ``read_only`` is False.
     """
     try:
-        return IndexStore.open(index_dir, writable=not read_only)
+        return open_collection(location, writable=not read_only, token=token)
     except IndexLockedError as e:
         raise RuntimeError(f"{e}; or serve it without a write key (read-only: POST /items is then "
                            "refused)") from None
@@ -130,14 +132,16 @@ def uvicorn_config(app: Any, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PO
     return config
 
 
-def serve(index_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+def serve(location: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           access: AccessPolicy | None = None, limits: ServeLimits | None = None,
           sources: SourceView | None = None, read_only: bool = False, log_level: str = "info",
-          runtime: str = "auto", onnx_file: str | Path | None = None, workers: int = 1) -> None:
-    """Open ``index_dir`` and its model and serve the API and the web page until interrupted.
+          runtime: str = "auto", onnx_file: str | Path | None = None, workers: int = 1,
+          token: str | None = None, model_file: str | Path | None = None) -> None:
+    """Open a collection and its model and serve the API and the web page until interrupted.
 
     Args:
-        index_dir: an index (``hashret index build``).
+        location: an index directory (``hashret index build``) or a Milvus collection
+            (``milvus://HOST:PORT/NAME``, ``FILE.db#NAME``).
         host, port: where to listen (127.0.0.1 unless told otherwise).
         access: keys and allowed hosts; the index is opened writable only when it holds a
             write key and ``read_only`` is False.
@@ -151,9 +155,13 @@ def serve(index_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAUL
             is exported at start into a temporary folder.
         workers: processes answering on the one socket, each with its own model thread; more than
             one serves read-only (one writer only: the index's writer lock).
+        token: credentials for a Milvus server.
+        model_file: the model that made the codes, where the collection cannot reach it (a Milvus
+            collection made on another machine); checked against the recorded SHA-256.
 
     Raises:
-        ValueError: ``workers > 1`` with a write key and not ``read_only``.
+        ValueError: ``workers > 1`` with a write key and not ``read_only``, or over a Milvus Lite
+            file (one process at a time opens one).
     """
     access = access or AccessPolicy()
     if workers < 1:
@@ -162,22 +170,26 @@ def serve(index_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAUL
         raise ValueError(f"--workers {workers} serves the index read-only from every process (an index has "
                          "one writer): add --read-only, and run one writable `hashret serve` (one worker) "
                          "on another port for POST /items")
+    if workers > 1 and is_milvus_location(location) and "://" not in str(location):
+        raise ValueError(f"--workers {workers}: a Milvus Lite database ({location}) is opened by one process "
+                         "at a time: serve it with one worker, or load it into a Milvus server "
+                         "(milvus://HOST:PORT/NAME) for several")
     writable = access.writable and not read_only
     opts = {"host": host, "port": port, "access": access, "limits": limits, "sources": sources,
             "log_level": log_level}
-    store = open_index(index_dir, read_only=not writable)
+    store = open_index(location, read_only=not writable, token=token)
     try:
-        model = load_index_model(store)
+        model = load_index_model(store, model_file=model_file)
         tmp = tempfile.TemporaryDirectory(prefix="hashret-onnx-")
         with tmp:
-            choice = choose_runtime(runtime, model, store.manifest.model.get("sha256"), onnx_file=onnx_file,
+            choice = choose_runtime(runtime, model, store.model_record.get("sha256"), onnx_file=onnx_file,
                                     workdir=tmp.name)
             if not search_kernels_cached():
                 print("compiling the search kernels (first start after installing only; about a minute)...",
                       flush=True)
             mode = "writable with the write key" if writable else "read-only"
             keys = ", reads need the read key" if access.read_protected else ""
-            what = f"{store.root} ({len(store)} items, {store.bits} bits, {mode}{keys}"
+            what = f"{store.location} ({len(store)} items, {store.bits} bits, {mode}{keys}"
             if workers == 1:
                 _serve_here(store, model, choice, opts, what)
             else:
@@ -185,7 +197,9 @@ def serve(index_dir: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAUL
                 warm = Retriever(store, model)  # compiles the kernels once, before the workers start
                 warm.warm_up()
                 warm.close()
-                _serve_workers(index_dir, choice, opts, what, workers, threads)
+                where = {"location": str(location), "token": token,
+                         "model_file": None if model_file is None else str(model_file)}
+                _serve_workers(where, choice, opts, what, workers, threads)
     finally:
         store.close()
 
@@ -199,7 +213,7 @@ def _query_encoder(choice: RuntimeChoice, threads: int | None = None) -> Any:
     return OnnxEncoder(choice.onnx_file, threads=threads or choose_threads())  # type: ignore[arg-type]
 
 
-def _serve_here(store: IndexStore, model: Any, choice: RuntimeChoice, opts: dict[str, Any], what: str,
+def _serve_here(store: Collection, model: Any, choice: RuntimeChoice, opts: dict[str, Any], what: str,
                 sockets: list[socket.socket] | None = None, threads: int | None = None) -> None:
     """Serve an open index in this process (on ``sockets`` when given, else on host:port)."""
     from hashret.serve.app import create_app
@@ -219,20 +233,21 @@ def _serve_here(store: IndexStore, model: Any, choice: RuntimeChoice, opts: dict
         app.state.retriever.close()
 
 
-def _worker(index_dir: str, choice: RuntimeChoice, opts: dict[str, Any], sock: socket.socket,
+def _worker(where: dict[str, Any], choice: RuntimeChoice, opts: dict[str, Any], sock: socket.socket,
             threads: int) -> None:
-    """One worker process of :func:`_serve_workers`: the index read-only, its own model thread."""
+    """One worker process of :func:`_serve_workers`: the collection read-only, its own model thread."""
     from hashret.threads import apply_threads
 
     apply_threads(threads)
-    store = open_index(index_dir, read_only=True)
+    store = open_index(where["location"], read_only=True, token=where["token"])
     try:
-        _serve_here(store, load_index_model(store), choice, opts, "", sockets=[sock], threads=threads)
+        model = load_index_model(store, model_file=where["model_file"])
+        _serve_here(store, model, choice, opts, "", sockets=[sock], threads=threads)
     finally:
         store.close()
 
 
-def _serve_workers(index_dir: str | Path, choice: RuntimeChoice, opts: dict[str, Any], what: str,
+def _serve_workers(where: dict[str, Any], choice: RuntimeChoice, opts: dict[str, Any], what: str,
                    workers: int, threads: int) -> None:
     """``workers`` processes (spawned: no forked torch threads) accepting on one listening socket;
     a worker that dies is started again; Ctrl-C or SIGTERM stops them all."""
@@ -252,7 +267,7 @@ def _serve_workers(index_dir: str | Path, choice: RuntimeChoice, opts: dict[str,
     ctx = multiprocessing.get_context("spawn")
 
     def start() -> Any:
-        p = ctx.Process(target=_worker, args=(str(index_dir), choice, opts, sock, threads), daemon=False)
+        p = ctx.Process(target=_worker, args=(where, choice, opts, sock, threads), daemon=False)
         p.start()
         return p
 

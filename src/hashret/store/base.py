@@ -77,13 +77,15 @@ class Collection(ABC):
     # ------------------------------------------------------------------ writing
     @abstractmethod
     def add(self, codes: np.ndarray, features: np.ndarray | None, items: Sequence[ItemMeta] | None = None,
-            ) -> np.ndarray:
+            *, build: dict[str, Any] | None = None) -> np.ndarray:
         """Add one batch of items, all or none; returns their new ids ``int64[m]``.
 
         Args:
             codes: ``uint8[m, nbytes]`` packed codes (:mod:`hashret.codes`).
             features: ``float[m, feature_dim]`` features of the same items.
             items: per-item metadata (default: source ``""``, label ``-1``).
+            build: replaces the progress record of a resumable build (``info()["build"]``) with
+                this batch, so a build that stops resumes exactly after its last batch.
 
         Raises:
             ValueError: codes of another length, features of another dimension, NaN features,

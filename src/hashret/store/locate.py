@@ -44,16 +44,8 @@ def open_collection(location: str | Path, *, writable: bool = False, token: str 
                                      timeout=timeout)
     _refuse("for Milvus", token=token, collection=collection)
     from hashret.store.directory import IndexStore
-    from hashret.store.manifest import MANIFEST_FILE
 
-    root = Path(location)
-    if not (root / MANIFEST_FILE).exists():
-        raise FileNotFoundError(
-            f"{root} holds no index: build one with `hashret index build RUN --out {root}` (or `hashret "
-            f"index create RUN --out {root}` for an empty one); a Milvus collection is named "
-            "milvus://HOST:PORT/NAME or FILE.db#NAME"
-        )
-    return IndexStore.open(root, writable=writable, verify=verify, backend=backend)
+    return IndexStore.open(location, writable=writable, verify=verify, backend=backend)
 
 
 def collection_exists(location: str | Path, *, token: str | None = None, collection: str | None = None,

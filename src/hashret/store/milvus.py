@@ -364,6 +364,17 @@ class MilvusCollection(Collection):
     def close(self) -> None:
         self.writable = False
 
+    def refresh(self) -> bool:
+        """Read the record again (another writer's adds: the next id, the build); Milvus itself
+        answers every search with what is committed. Returns whether the record changed."""
+        record = read_record(self.client, self.collection)
+        if record is None:
+            raise LookupError(f"Milvus collection {self.location} was dropped while open: load it again")
+        before = (self._next_id, self.build, self._state)
+        self._next_id = max(self._next_id, int(record["next_id"]))
+        self.build, self._state = record.get("build"), str(record.get("state", "ready"))
+        return before != (self._next_id, self.build, self._state)
+
     # ------------------------------------------------------------------ writing
     def add(self, codes: np.ndarray, features: np.ndarray | None, items: Sequence[ItemMeta] | None = None,
             *, build: dict[str, Any] | None = None) -> np.ndarray:
