@@ -530,6 +530,30 @@ def _add_threads_arg(p: argparse.ArgumentParser) -> None:
                                                "leaves free, at least 1; 0 = every core)")
 
 
+
+class _Names:
+    """A registry's names as an argparse ``choices``, read when argparse first needs them (a value to
+    check, a help text to format), so building the parser imports no registry (nor torch) and the
+    choices are never restated here."""
+
+    def __init__(self, module: str, attr: str) -> None:
+        self.module, self.attr = module, attr
+
+    def _names(self) -> list[str]:
+        import importlib
+
+        return list(getattr(importlib.import_module(self.module), self.attr))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):  # noqa: ANN204 - an iterator of str
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hashret", description=(
         "Deep binary hash codes for fast image retrieval (DLBHC): train, encode, search, "
@@ -547,7 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-names", type=lambda text: tuple(text.split(",")), metavar="A,B,...",
                    help="names of an IDX (MNIST-format) dataset's labels 0, 1, ... in order (default: "
                         "classes.txt beside the IDX files, one name per line; else the digits)")
-    p.add_argument("--method", default="dlbhc", choices=["dlbhc", "triplet"],
+    p.add_argument("--method", default="dlbhc",
+                   choices=_Names("hashret.training.methods", "TRAINING_METHODS"),
                    help="dlbhc: sigmoid latent layer + softmax loss; triplet: tanh codes + "
                         "triplet ranking loss (DNNH) on class-balanced batches")
     p.add_argument("--bits", type=int, default=48, help="code length, 8..256 (default 48)")
@@ -561,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train only the hash head on backbone features computed once (fast on CPU)")
     p.add_argument("--margin", type=float,
                    help="triplet margin in bits of Hamming distance (default bits/4)")
-    p.add_argument("--mining", default="all", choices=["all", "semi-hard"],
+    p.add_argument("--mining", default="all", choices=_Names("hashret.losses.triplet", "MINING"),
                    help="triplets used: all valid in-batch ones, or the semi-hard ones")
     p.add_argument("--quant-weight", type=float, default=0.0,
                    help="triplet method: weight of the penalty pulling tanh codes to +/-1")
@@ -574,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--recipe", default="sgd", choices=["sgd", "airbench", "airbench94"],
+    p.add_argument("--recipe", default="sgd", choices=_Names("hashret.training.recipes", "RECIPES"),
                    help="optimisation recipe (hashret.training.recipes; airbench: the CIFAR-10 "
                         "speed-record parametrisation; airbench94: that and the rest of "
                         "airbench94.py's defaults: 10 epochs, convnet-airbench94, alternating "
@@ -585,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, help="model input side in px (default: image size)")
     _add_threads_arg(p)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    p.add_argument("--precision", default="auto", choices=_Names("hashret.device", "PRECISIONS"),
                    help="training arithmetic: auto = bf16 autocast where the hardware has it")
     p.add_argument("--on-bad-image", choices=["error", "skip"], default="error")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,

@@ -8,7 +8,7 @@ from typing import Any
 from hashret.codes import check_bits
 from hashret.data.folder import check_on_bad_image
 from hashret.data.mnist import check_class_names
-from hashret.device import resolve_device, resolve_precision
+from hashret.device import PRECISIONS, resolve_device, resolve_precision
 from hashret.losses.triplet import MINING
 from hashret.models import METHODS
 from hashret.training.methods import get_training_method
@@ -129,8 +129,8 @@ class TrainConfig:
                                  f"a positive pair), got {v}")
         if not 0.0 <= self.val_fraction < 0.5:
             raise ValueError(f"--val-fraction must be in [0, 0.5), got {self.val_fraction}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.recipe not in RECIPES:
             raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         check_on_bad_image(self.on_bad_image)
