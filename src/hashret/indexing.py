@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from hashret.data.tree import IMAGE_EXTENSIONS
 from hashret.encoder import Encoder
 from hashret.hits import Hit, make_hit
 from hashret.io import file_sha256
+from hashret.pipeline import Batch, write_batches
 from hashret.run import Run
 from hashret.search import SearchResult
 from hashret.store import Collection, collection_exists, create_collection, open_collection
@@ -180,29 +181,28 @@ def build_index(run: Run, out: str | Path, images: ImageArray, *, collection: st
                                   model=model_identity(run, (h, w, c)),
                                   model_file=run.run_dir / "model.safetensors", overwrite=overwrite,
                                   token=token)
-    start = record["done"]
     classes = images.classes
-    bar = tqdm(total=len(images), initial=start, desc="index", unit="img", disable=None if progress else True)
-    try:
-        for lo in range(start, len(images), batch_size):
+
+    def batches() -> Iterator[Batch]:
+        for lo in range(record["done"], len(images), batch_size):
             hi = min(lo + batch_size, len(images))
+            items = [ItemMeta(str(images.ids[i]), int(images.labels[i]), classes[int(images.labels[i])],
+                              image=_png(images.images[i]) if thumbnails else None) for i in range(lo, hi)]
             if encodings is not None:
-                codes, feats = encodings.codes[lo:hi], encodings.features[lo:hi]
+                yield Batch(items, codes=np.asarray(encodings.codes[lo:hi]),
+                            features=np.asarray(encodings.features[lo:hi]), build=record | {"done": hi})
             else:
-                enc = run.encoder.encode(images.images[lo:hi])
-                codes, feats = enc.codes, enc.features
-            items = [
-                ItemMeta(str(images.ids[i]), int(images.labels[i]), classes[int(images.labels[i])],
-                         image=_png(images.images[i]) if thumbnails else None)
-                for i in range(lo, hi)
-            ]
-            store.add(codes, feats, items, build=record | {"done": hi})
-            bar.update(hi - lo)
+                yield Batch(items, images=images.images[lo:hi], build=record | {"done": hi})
+
+    bar = tqdm(total=len(images), initial=record["done"], desc="index", unit="img",
+               disable=None if progress else True)
+    try:
+        write_batches(store, batches(), run.encoder, on_batch=lambda b, _: bar.update(len(b)))
     except BaseException:
-        bar.close()
         store.close()
         raise
-    bar.close()
+    finally:
+        bar.close()
     return store
 
 
@@ -297,36 +297,37 @@ def add_files(store: Collection, paths: Iterable[str | Path], *, label: str | No
     h, w, _ = model.image_shape
     if thumbnails is None:
         thumbnails = max(h, w) <= THUMBNAIL_MAX_SIDE
-    ids: list[np.ndarray] = []
     out = AddedFiles(np.zeros(0, np.int64))
     seen: set[str] = set()
-    for lo in tqdm(range(0, len(files), batch_size), desc="add", disable=None if progress else True):
-        batch = files[lo : lo + batch_size]
-        hashes = [file_sha256(f) for f in batch]
-        present = set() if allow_duplicates else set(store.find_files(hashes))
-        imgs, items = [], []
-        for f, sha in zip(batch, hashes, strict=True):
-            if not allow_duplicates and (sha in present or sha in seen):
-                out.already += 1
-                continue
-            try:
-                img = model.read(f)
-            except BadImageError as e:
-                if on_bad_image != "skip":
-                    raise ValueError(f"{e}; pass --on-bad-image skip to leave it out") from e
-                print(f"warning: skipping {f}: {e}", file=sys.stderr)
-                out.unreadable += 1
-                continue
-            seen.add(sha)
-            imgs.append(img)
-            thumb = _png(img) if thumbnails else None
-            items.append(ItemMeta(str(f.resolve()), label_idx, label, image=thumb, file_sha256=sha))
-        if imgs:
-            enc = model.encode(np.stack(imgs))
-            ids.append(store.add(enc.codes, enc.features, items))
+
+    def batches() -> Iterator[Batch]:  # read after the previous batch's commit: find_files sees it
+        for lo in tqdm(range(0, len(files), batch_size), desc="add", disable=None if progress else True):
+            batch = files[lo : lo + batch_size]
+            hashes = [file_sha256(f) for f in batch]
+            present = set() if allow_duplicates else set(store.find_files(hashes))
+            imgs, items = [], []
+            for f, sha in zip(batch, hashes, strict=True):
+                if not allow_duplicates and (sha in present or sha in seen):
+                    out.already += 1
+                    continue
+                try:
+                    img = model.read(f)
+                except BadImageError as e:
+                    if on_bad_image != "skip":
+                        raise ValueError(f"{e}; pass --on-bad-image skip to leave it out") from e
+                    print(f"warning: skipping {f}: {e}", file=sys.stderr)
+                    out.unreadable += 1
+                    continue
+                seen.add(sha)
+                imgs.append(img)
+                thumb = _png(img) if thumbnails else None
+                items.append(ItemMeta(str(f.resolve()), label_idx, label, image=thumb, file_sha256=sha))
+            if imgs:
+                yield Batch(items, images=np.stack(imgs))
+
+    out.ids = write_batches(store, batches(), model)
     if out.unreadable:
         print(f"skipped {out.unreadable} unreadable image(s)", file=sys.stderr)
-    out.ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     return out
 
 
@@ -416,5 +417,4 @@ def add_images(store: Collection, model: Encoder, images: np.ndarray | Sequence[
                  image=thumbnail_png(imgs[i], thumbnail_side) if thumbnail_side else None)
         for i, src in enumerate(sources)
     ]
-    enc = model.encode(imgs)
-    return store.add(enc.codes, enc.features, items)
+    return write_batches(store, [Batch(items, images=imgs)], model)

@@ -345,12 +345,14 @@ def load_shards_store(shards: ShardSet, out: str | Path, *, backend: str = "fais
                                   feature_dim=int(shards.meta["feature_dim"]),
                                   feature_storage=feature_storage, pca_dim=pca_dim, backend=backend,
                                   model=model, model_file=model_file, overwrite=True)
+    from hashret.pipeline import Batch, write_batches
+
+    batches = (Batch(_items(enc, a, b), codes=np.asarray(enc.codes[a:b]),
+                     features=np.asarray(enc.features[a:b]), build=record | {"done": hi})
+               for _lo, hi, enc, a, b in _rows(shards, record["done"], batch))
     try:
-        for _lo, hi, enc, a, b in _rows(shards, record["done"], batch):
-            store.add(np.asarray(enc.codes[a:b]), np.asarray(enc.features[a:b]), _items(enc, a, b),
-                      build=record | {"done": hi})
-            if on_batch:
-                on_batch(hi, shards.total)
+        write_batches(store, batches, on_batch=None if on_batch is None else
+                      lambda b, _: on_batch(int(b.build["done"]), shards.total))  # type: ignore[index]
         if len(store) != shards.total:
             raise ValueError(f"{staging} holds {len(store)} items after the load, expected {shards.total}: "
                              f"remove {staging} and load again")

@@ -342,7 +342,9 @@ class MilvusIndex(HammingIndex):
         return int(self._next_id() if callable(self._next_id) else self._next_id)
 
     def __len__(self) -> int:
-        res = self.client.query(self.collection, filter="", output_fields=["count(*)"],
+        # "id >= 0", not "": a Milvus 2.3 server answers an unfiltered count(*) at Session consistency
+        # from statistics that miss this session's deletes (50 after deleting 2 of 50; 48 filtered)
+        res = self.client.query(self.collection, filter="id >= 0", output_fields=["count(*)"],
                                 consistency_level=SESSION)
         return int(res[0]["count(*)"])
 
