@@ -82,7 +82,7 @@ def test_a_view_searches_and_refuses_writes(uri, random_codes, rng):
     db = random_codes(rng, 50, 24)
     own = MilvusIndex(24, uri=uri)
     own.add(db)
-    view = MilvusIndex.over(own.client, own.uri, own.collection, 24, lambda: 50)
+    view = MilvusIndex.over(own.client, own.uri, own.collection, 24, lambda: 50, lambda: 50)
     _same(view.search(db[:5], 9), _numpy_index(24, db).search(db[:5], 9))
     with pytest.raises(TypeError, match="add items through the collection that keeps it"):
         view.add(db[:1])

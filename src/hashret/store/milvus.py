@@ -75,6 +75,7 @@ from hashret.index.milvus import (
     MilvusIndex,
     MilvusUnavailableError,
     connect,
+    count_rows,
     create_collection,
     id_in,
     import_pymilvus,
@@ -179,10 +180,11 @@ class MilvusCollection(Collection):
         self._model: dict[str, Any] = dict(record.get("model") or {})
         self._state = str(record.get("state", "ready"))
         self._next_id = int(record.get("next_id", 0))
+        self._count = int(record.get("count", 0))
         self._format = int(record.get("format", 1))
         self._orm: Any = None
         self.index = MilvusIndex.over(client, self.uri, self.collection, self._bits, lambda: self._next_id,
-                                      timeout)
+                                      lambda: self._count, timeout)
         if temporary:  # dropped with this object, not at exit (the engine stops then)
             fin = weakref.finalize(self, _drop_quietly, client, self.collection)
             fin.atexit = False
@@ -262,6 +264,7 @@ class MilvusCollection(Collection):
         self = cls(place, client, record, writable=writable, timeout=timeout)
         _ensure_loaded(client, place.name)
         self._repair_next_id()
+        self._recount()
         return self
 
     @classmethod
@@ -298,6 +301,7 @@ class MilvusCollection(Collection):
         self._state = "loading"
         _ensure_loaded(client, place.name)
         self._repair_next_id()
+        self._recount()
         return self
 
     # ------------------------------------------------------------------ what it is
@@ -346,7 +350,9 @@ class MilvusCollection(Collection):
         return Path(path)
 
     def __len__(self) -> int:
-        return len(self.index)
+        """Live items, as this client keeps count (counted by Milvus at every open, kept in the
+        record by every write; :meth:`refresh` reads other writers' counts)."""
+        return self._count
 
     def __repr__(self) -> str:
         return f"MilvusCollection({self.location!r}, bits={self.bits}, feature_dim={self.feature_dim})"
@@ -370,10 +376,11 @@ class MilvusCollection(Collection):
         record = read_record(self.client, self.collection)
         if record is None:
             raise LookupError(f"Milvus collection {self.location} was dropped while open: load it again")
-        before = (self._next_id, self.build, self._state)
+        before = (self._next_id, self._count, self.build, self._state)
         self._next_id = max(self._next_id, int(record["next_id"]))
+        self._count = int(record.get("count", self._count))
         self.build, self._state = record.get("build"), str(record.get("state", "ready"))
-        return before != (self._next_id, self.build, self._state)
+        return before != (self._next_id, self._count, self.build, self._state)
 
     # ------------------------------------------------------------------ writing
     def add(self, codes: np.ndarray, features: np.ndarray | None, items: Sequence[ItemMeta] | None = None,
@@ -425,6 +432,7 @@ class MilvusCollection(Collection):
                 # columnar: about twice as fast as row dicts. timeout: without it (or with a float,
                 # which pymilvus's retry ignores) a write to a stopped server retries 75 times (3.5 min)
                 self._collection_orm().insert(columns, timeout=max(1, round(self.timeout)))
+            self._count += len(columns[0])
         self._next_id = max(self._next_id, int(ids[-1]) + 1) if len(ids) else self._next_id
 
     def remove(self, ids: Sequence[int] | np.ndarray) -> int:
@@ -441,11 +449,14 @@ class MilvusCollection(Collection):
         with self._writing("deleting rows"):
             for lo in range(0, len(ids), MAX_LIMIT):
                 self.client.delete(self.collection, ids=ids[lo : lo + MAX_LIMIT].tolist())
+        self._count -= len(ids)
+        self._write_record()
         return len(ids)
 
     def delete_id_range(self, start: int, stop: int) -> None:
         """Delete every item with ``start <= id < stop`` (a bulk load redoing a part)."""
         self.client.delete(self.collection, filter=f"id >= {int(start)} and id < {int(stop)}")
+        self._recount()
 
     def count_id_range(self, start: int, stop: int) -> int:
         """Items with ``start <= id < stop``."""
@@ -461,6 +472,7 @@ class MilvusCollection(Collection):
     def mark_ready(self) -> None:
         """End a bulk load: the collection opens for search from now on."""
         self._state = "ready"
+        self._recount()
         self._write_record()
 
     def drop(self) -> None:
@@ -552,6 +564,9 @@ class MilvusCollection(Collection):
         if beyond:
             problems.append(f"ids at or beyond the recorded next id {self._next_id} are stored "
                             f"({', '.join(str(r['id']) for r in beyond)})")
+        held = count_rows(self.client, self.collection)
+        if held != self._count:
+            problems.append(f"it holds {held} items, the record says {self._count}")
         if problems:
             raise IndexCorruptError(f"Milvus collection {self.location}: {'; '.join(problems)}: reload it "
                                     "(`hashret index build ... --out LOCATION --overwrite`)")
@@ -655,8 +670,8 @@ class MilvusCollection(Collection):
 
     def _write_record(self) -> None:
         info = {"bits": self.bits, "feature_dim": self.feature_dim, "layout": self.layout,
-                "next_id": self._next_id, "state": self._state, "build": self.build, "model": self._model,
-                "format": self._format}
+                "next_id": self._next_id, "count": self._count, "state": self._state, "build": self.build,
+                "model": self._model, "format": self._format}
         self.client.upsert(REGISTRY, [{"name": self.collection, "info": info, "v": [0.0, 0.0]}])
 
     def _repair_next_id(self) -> None:
@@ -667,6 +682,15 @@ class MilvusCollection(Collection):
             if not rows:
                 return
             self._next_id = max(int(r["id"]) for r in rows) + 1
+            if self._state != "loading" and self.writable:
+                self._write_record()
+
+    def _recount(self) -> None:
+        """Take Milvus's count (Strong; see :func:`hashret.index.milvus.count_rows`), recording it
+        where it corrects the record (a writer that died between its rows and its record)."""
+        n = count_rows(self.client, self.collection)
+        if n != self._count:
+            self._count = n
             if self._state != "loading" and self.writable:
                 self._write_record()
 
