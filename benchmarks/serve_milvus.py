@@ -137,9 +137,9 @@ def write_report(res: dict, results: Path, name: str) -> None:
         f"clients, {c['seconds']:.0f} s per engine)", "",
         f"`{c['command']}`", "",
         "The load benchmark's 100k MNIST index (48 bits, float16 features, thumbnails), copied item for "
-        f"item into a Milvus {m['milvus_server']} server on this machine (pymilvus {m['pymilvus']}) and a Milvus "
-        f"Lite 2.5 database; `hashret serve LOCATION --read-only {' '.join(c['options'])}` on each, a fresh "
-        f"process each time. Clients: the load benchmark's (keep-alive threads, back to back; uploads "
+        f"item into a Milvus {m['milvus_server']} server on this machine (pymilvus {m['pymilvus']}) and a "
+        f"Milvus Lite 2.5 database; `hashret serve LOCATION --read-only {' '.join(c['options'])}` on each, "
+        "a fresh process each time. Clients: the load benchmark's (keep-alive threads, back to back; uploads "
         f"k=10 Hamming only and re-ranked; by id k=10 re-ranked, 1,000 candidates). Machine: {m['cpus']} "
         f"cores ({m['cpu']}), shared: the load average before and after each engine is in the table.", "",
         "| engine | layout | uploads/s | x dir | upload p50 / p99 ms | by id /s | x dir | by id p50 / p99 ms "
