@@ -52,6 +52,33 @@ LISTEN_BACKLOG = 2048
 _FD_MARGIN = 16
 
 
+#: numba's threads per search in the service (``NUMBA_NUM_THREADS``, unless set already).
+SEARCH_THREADS = 1
+
+
+def one_thread_per_search() -> int:
+    """Make this process's (and its workers') numba kernels search with one thread; returns the count.
+
+    The service searches one query per request, and the Hamming kernels share their work out by
+    query block, so a second thread has nothing to do but join the parallel region and its end
+    barrier. On shared cores that barrier waits for the other thread to be scheduled: a one-query
+    top-k or range search that takes 0.03-0.3 ms with one thread took 3-16 ms (median) with two
+    on 2 busy cores (``benchmarks/results/load-cpu2.md``). Concurrency comes from requests and
+    ``--workers`` instead. An operator's own ``NUMBA_NUM_THREADS`` is kept, and so is a thread pool
+    this process started already (numba sizes it once).
+    """
+    import numba
+
+    if "NUMBA_NUM_THREADS" in os.environ:
+        return int(numba.config.NUMBA_NUM_THREADS)
+    os.environ["NUMBA_NUM_THREADS"] = str(SEARCH_THREADS)  # spawned workers read it at import
+    try:
+        numba.config.reload_config()  # numba is imported already; its thread pool starts on first use
+    except RuntimeError:  # the pool runs already (a search ran in this process): keep its size
+        del os.environ["NUMBA_NUM_THREADS"]  # unchanged config: numba's compiler reloads it later
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
 def open_index(location: str | Path, *, read_only: bool = False, token: str | None = None) -> Collection:
     """Open a collection for serving (an index directory or a Milvus collection,
     :func:`hashret.store.open_collection`): writable (the server is its writer, so POST /items
@@ -175,6 +202,7 @@ def serve(location: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT
                          "at a time: serve it with one worker, or load it into a Milvus server "
                          "(milvus://HOST:PORT/NAME) for several")
     writable = access.writable and not read_only
+    one_thread_per_search()
     opts = {"host": host, "port": port, "access": access, "limits": limits, "sources": sources,
             "log_level": log_level}
     store = open_index(location, read_only=not writable, token=token)
