@@ -187,7 +187,7 @@ class HierarchicalSearcher:
     def _rerank(self, query: np.ndarray, hamming: np.ndarray, indices: np.ndarray, k: int) -> SearchResult:
         """Stage 2 for one query: ``query float32[d]``, pool ``int32[m]``, ``int64[m]``."""
         euclid = self.euclidean_distances(query, indices)
-        order = np.lexsort((indices, hamming, euclid))[:k]  # last key (euclidean) first
+        order = _first_k(euclid, hamming, indices, k)
         return SearchResult(indices[order], hamming[order], euclid[order])
 
     def euclidean_distances(self, query: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -230,3 +230,21 @@ class HierarchicalSearcher:
                 "database features from the same model layer"
             )
         return qf.astype(np.float32, copy=False)
+
+
+def _first_k(euclid: np.ndarray, hamming: np.ndarray, indices: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the first ``k`` of a pool in (euclidean, hamming, index) order: exactly
+    ``np.lexsort((indices, hamming, euclid))[:k]``.
+
+    A pool is often thousands of items for a ``k`` of 10, so only the items not farther than the
+    ``k``-th smallest distance (ties included, so the order among them is still decided by Hamming
+    distance and index) are sorted: ``np.partition`` is linear, the full three-key sort is not.
+    Falls back to the full sort when that distance is NaN (fewer than ``k`` numbers).
+    """
+    if len(euclid) <= 2 * k:
+        return np.lexsort((indices, hamming, euclid))[:k]  # last key (euclidean) first
+    kth = np.partition(euclid, k - 1)[k - 1]
+    if np.isnan(kth):
+        return np.lexsort((indices, hamming, euclid))[:k]
+    near = np.flatnonzero(euclid <= kth)  # [>= k] every item that can be among the first k
+    return near[np.lexsort((indices[near], hamming[near], euclid[near]))[:k]]

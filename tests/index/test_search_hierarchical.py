@@ -214,3 +214,22 @@ def test_validation_errors(hand):
     index.add(qc)  # the index grew, the features did not
     with pytest.raises(ValueError, match="features have 6 rows but the index holds 8 codes"):
         searcher.search(qc, qf, 3, candidates=4)
+
+
+def test_first_k_of_a_pool_equals_the_full_three_key_sort():
+    """The re-rank sorts only the items not farther than the k-th distance: same positions as a
+    full (euclidean, hamming, index) sort, with ties at that distance, NaN and -0.0."""
+    from hashret.search import _first_k
+
+    rng = np.random.default_rng(0)
+    for trial in range(2000):
+        m, k = int(rng.integers(1, 300)), int(rng.integers(1, 50))
+        euclid = (rng.integers(0, 5, m) if trial % 2 else rng.random(m)).astype(np.float32)  # many ties
+        if trial % 7 == 0:
+            euclid[rng.integers(0, m, max(1, m // 3))] = np.nan
+        if trial % 11 == 0:
+            euclid[: m // 2] = -0.0
+        hamming = rng.integers(0, 3, m).astype(np.int32)
+        indices = rng.permutation(3 * m)[:m].astype(np.int64)
+        np.testing.assert_array_equal(_first_k(euclid, hamming, indices, k),
+                                      np.lexsort((indices, hamming, euclid))[:k])
