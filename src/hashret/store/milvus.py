@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from hashret.codes import check_codes
+from hashret.codes import check_bits, check_codes
 from hashret.index.base import check_int
 from hashret.index.milvus import (
     INSERT_BYTES,
@@ -218,7 +218,7 @@ class MilvusCollection(Collection):
         temporary = location is None
         place = (MilvusPlace(temporary_uri(), f"hashret_tmp_{uuid.uuid4().hex[:16]}") if temporary
                  else parse_location(location, collection))  # type: ignore[arg-type]
-        check_codes(np.zeros((0, (bits + 7) // 8), np.uint8), bits)  # validates bits
+        bits = check_bits(bits)
         if feature_dim is not None:
             feature_dim = check_int(feature_dim, "feature_dim", minimum=1)
         if layout is not None and layout not in LAYOUTS:
