@@ -500,10 +500,13 @@ class MilvusCollection(Collection):
         ids = np.asarray(ids, dtype=np.int64).ravel()
         if len(ids) == 0:
             return set()
+        self._fetch(ids, ["id"])  # KeyError for unknown or removed ids
         if self._format < 2:
-            self._fetch(ids, ["id"])
             return set()
-        return {int(r["id"]) for r in self._fetch(ids, ["image"]) if r["image"]}
+        uniq = np.unique(ids)  # (the thumbnails themselves stay on the server)
+        rows = query(self.client, self.collection, f'{id_in(uniq)} and image != ""', ["id"], len(uniq),
+                     consistency_level=SESSION)
+        return {int(r["id"]) for r in rows}
 
     def get_features(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Stored ``float32[m, feature_dim]`` features of items, in the order asked.
