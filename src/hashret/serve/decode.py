@@ -61,9 +61,13 @@ def _within_budget(img: Image.Image, target: str, size: tuple[int, int], *, max_
 
 
 def check_header(head: bytes, name: str, shape: tuple[int, int, int], *, max_pixels: int,
-                 max_decoded_bytes: int) -> None:
+                 max_decoded_bytes: int) -> tuple[str, int, int] | None:
     """Refuse an upload over the limits from the first bytes of the file alone (a prefix is enough
     for PNG and most JPEG files); a prefix that does not parse passes (decoding checks again).
+
+    Returns:
+        ``(format, width, height)`` as the header declares them (format as Pillow names it, e.g.
+        ``"PNG"``), or None when the prefix does not parse.
 
     Raises:
         TooLarge: over ``max_pixels`` or ``max_decoded_bytes``.
@@ -74,10 +78,12 @@ def check_header(head: bytes, name: str, shape: tuple[int, int, int], *, max_pix
     except Image.DecompressionBombError as e:
         raise TooLarge(f"{name!r} is over Pillow's decompression-bomb limit: send a smaller image") from e
     except (OSError, ValueError, SyntaxError, EOFError):
-        return
+        return None
     with img:
+        declared = (str(img.format), *img.size)
         _within_budget(img, "L" if c == 1 else "RGB", (w, h), max_pixels=max_pixels,
                        max_decoded_bytes=max_decoded_bytes)
+    return declared
 
 
 def decode_upload(data: bytes, name: str, shape: tuple[int, int, int], *, max_pixels: int,

@@ -39,6 +39,13 @@ from hashret.store import Collection
 
 #: Largest item id (ids are int64); a larger one names no item.
 MAX_ID = 2**63 - 1
+#: A search may run at once on the caller's thread (the event loop: ``now=True``) while searches
+#: have been taking less than this on average: then a hop to a worker thread and back costs about
+#: as much as the search itself. Slower ones (a large index, big pools) go to worker threads.
+QUICK_SEARCH_SECONDS = 0.002
+#: Largest coarse pool (``candidates``) a search on the caller's thread may ask for; no ``radius``.
+QUICK_SEARCH_POOL = 1000
+_EMA = 0.1  # weight of the latest search in the running mean of search times
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
@@ -110,6 +117,7 @@ class Retriever:
                                      max_pending=max_pending)
         self._last_refresh = time.monotonic()
         self._count = len(store)  # read without the lock by /health
+        self._search_seconds = 0.0  # running mean of search times (with the store lock held)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -124,6 +132,27 @@ class Retriever:
         self.store.refresh()
         self._count = len(self.store)
 
+    def _enter(self, now: bool, k: int, candidates: int | None, radius: int | None) -> bool:
+        """Take the store lock for a search (waiting for it), or with ``now``: only when the store is
+        free this instant, no refresh is due and the search looks quick (:data:`QUICK_SEARCH_SECONDS`,
+        :data:`QUICK_SEARCH_POOL`); False without waiting otherwise."""
+        if not now:
+            self._store_lock.acquire()
+            return True
+        if (radius is not None or max(k, candidates or 0) > QUICK_SEARCH_POOL
+                or self._search_seconds > QUICK_SEARCH_SECONDS):
+            return False
+        if not self._store_lock.acquire(blocking=False):
+            return False
+        if not self.store.writable and time.monotonic() - self._last_refresh >= self.refresh_seconds:
+            self._store_lock.release()  # a refresh may load new segments: on a worker thread
+            return False
+        return True
+
+    def _timed(self, t0: float) -> None:
+        """Note a search's time (store lock held)."""
+        self._search_seconds += _EMA * (time.perf_counter() - t0 - self._search_seconds)
+
     def decode(self, upload: Upload, notes: list[str] | None = None) -> np.ndarray:
         """``uint8[h, w, c]`` at the index's image shape; ``notes`` gets what was changed to fit.
 
@@ -135,11 +164,12 @@ class Retriever:
                              max_pixels=self.max_pixels, max_decoded_bytes=self.max_decoded_bytes,
                              notes=notes)
 
-    def precheck(self, upload: Upload) -> None:
+    def precheck(self, upload: Upload) -> tuple[str, int, int] | None:
         """Refuse (TooLarge) an upload over the limits from its first bytes (``upload.data`` may be a
-        prefix), before it takes a place in the decode queue."""
-        check_header(upload.data, upload.name, tuple(self.model.image_shape),  # type: ignore[arg-type]
-                     max_pixels=self.max_pixels, max_decoded_bytes=self.max_decoded_bytes)
+        prefix), before it takes a place in the decode queue; returns the header's ``(format, width,
+        height)``, or None when the prefix does not parse."""
+        return check_header(upload.data, upload.name, tuple(self.model.image_shape),  # type: ignore[arg-type]
+                            max_pixels=self.max_pixels, max_decoded_bytes=self.max_decoded_bytes)
 
     def encode_query(self, image: np.ndarray) -> Future:
         """Queue one decoded ``uint8[h, w, c]`` image for the model thread; the future gives its
@@ -190,29 +220,41 @@ class Retriever:
         notes: list[str] = []
         image = self.decode(upload, notes)
         enc = self.encode_query(image).result()
-        return self.search_encoded(enc, k=k, rerank=rerank, candidates=candidates, radius=radius,
-                                   notes=notes, started=t0)
+        out = self.search_encoded(enc, k=k, rerank=rerank, candidates=candidates, radius=radius,
+                                  notes=notes, started=t0)
+        assert out is not None  # waited for the store
+        return out
 
     def search_encoded(self, enc: Encoded, *, k: int, rerank: bool, candidates: int | None = None,
                        radius: int | None = None, notes: list[str] | None = None,
-                       started: float | None = None) -> Outcome:
+                       started: float | None = None, now: bool = False) -> Outcome | None:
         """Search with one encoded query (:meth:`encode_query`'s result); ``notes`` and ``started``
-        (``time.perf_counter()`` when the request began) go into the Outcome."""
+        (``time.perf_counter()`` when the request began) go into the Outcome. ``now``: search only
+        if it can start at once and looks quick (for the event loop), else return None at once."""
         t0 = time.perf_counter() if started is None else started
-        with self._store_lock:
+        if not self._enter(now, k, candidates, radius):
+            return None
+        try:
+            t1 = time.perf_counter()
             self._refresh()
             self._check_searchable()
             result = self.store.search(enc.codes, enc.features, k, rerank=rerank, candidates=candidates,
                                        radius=radius)[0]
             hits = self._hits(result)
+            self._timed(t1)
+        finally:
+            self._store_lock.release()
         return Outcome(None, enc.codes[0], hits, (time.perf_counter() - t0) * 1e3, list(notes or []))
 
     def search_id(self, item_id: int, *, k: int, rerank: bool, candidates: int | None = None,
-                  radius: int | None = None) -> Outcome:
-        """Search by an indexed item's stored code and features."""
+                  radius: int | None = None, now: bool = False) -> Outcome | None:
+        """Search by an indexed item's stored code and features (``now`` as in :meth:`search_encoded`)."""
         t0 = time.perf_counter()
         item_id = self._check_id(item_id)
-        with self._store_lock:
+        if not self._enter(now, k, candidates, radius):
+            return None
+        try:
+            t1 = time.perf_counter()
             self._refresh()
             try:
                 code, feats = self.store.item_vectors(item_id)
@@ -221,6 +263,9 @@ class Retriever:
             result = self.store.search(code[None], feats[None], k, rerank=rerank, candidates=candidates,
                                        radius=radius, features_stored=True)[0]
             hits = self._hits(result)
+            self._timed(t1)
+        finally:
+            self._store_lock.release()
         return Outcome(item_id, code, hits, (time.perf_counter() - t0) * 1e3)
 
     def item(self, item_id: int) -> dict[str, Any]:
