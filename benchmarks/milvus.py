@@ -127,7 +127,7 @@ def part2(run: Path, n_queries: int, uri: str, k: int = 100, pool: int = 1000) -
     ref_index.add(db.codes)
     ref = HierarchicalSearcher(ref_index, db.features)
     want, ref_s = timed(ref.search, q, qf, k, candidates=pool)
-    milvus = MilvusCollection.create(f"{uri}#bench_rerank", bits=bits, feature_dim=db.features.shape[1],
+    milvus = MilvusCollection.create(f"{uri}:bench_rerank", bits=bits, feature_dim=db.features.shape[1],
                                      overwrite=True)
     _, build_s = timed(milvus.add, db.codes, db.features)
     milvus.search(q[:1], qf[:1], k, candidates=pool, rerank=True, ties=False)  # warm-up

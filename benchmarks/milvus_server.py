@@ -135,7 +135,7 @@ def engines(tmp: Path, codes, feats, k: int, server_uri: str):
                               ("milvus-lite array", str(tmp / "lite.db"), "array")):
         name_in = f"bench_{layout or 'auto'}"
         place = (f"milvus://{uri.removeprefix('http://')}/{name_in}" if uri.startswith("http://")
-                 else f"{uri}#{name_in}")
+                 else f"{uri}:{name_in}")
         coll = MilvusCollection.create(place, bits=BITS, feature_dim=DIM, layout=layout, overwrite=True,
                                        timeout=120)
         s = load(lambda c, f, ix=coll: ix.add(c, f), codes, feats)

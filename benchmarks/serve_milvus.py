@@ -91,7 +91,7 @@ def main() -> int:
     server = start_milvus_server(tmp / "server", timeout=180)
     engines = {"index directory": str(index),
                "Milvus 2.3.5 server": f"milvus://{server.uri.removeprefix('http://')}/load100k",
-               "Milvus Lite 2.5": f"{tmp / 'lite.db'}#load100k"}
+               "Milvus Lite 2.5": f"{tmp / 'lite.db'}:load100k"}
     copies = {}
     try:
         for name, loc in list(engines.items())[1:]:

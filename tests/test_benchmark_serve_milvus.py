@@ -19,7 +19,7 @@ def test_copy_keeps_every_item_and_the_report_reads_the_rows(benchmark_module, d
     bench = benchmark_module("serve_milvus")
     run = open_run(digits_run)
     build_index(run, tmp_path / "ix", load_run_dataset(run).train, collection="digits", split="train").close()
-    loc = f"{tmp_path / 'lite.db'}#copy"
+    loc = f"{tmp_path / 'lite.db'}:copy"
     out = bench.copy_into(tmp_path / "ix", loc)
     assert out["items"] == 1438 and out["layout"] == "vector"
     with IndexStore.open(tmp_path / "ix") as src, open_collection(loc) as dst:

@@ -1,5 +1,5 @@
 """Every collection command over Milvus, against the same commands over an index directory:
-``index build|create|add|remove|info`` and ``search`` take ``FILE.db#NAME`` (the embedded Milvus
+``index build|create|add|remove|info`` and ``search`` take ``FILE.db:NAME`` (the embedded Milvus
 Lite 2.5) or ``milvus://HOST:PORT/NAME`` (the session's real Milvus 2.3.5 server; marked slow)
 and give the directory's answers. No mocks."""
 
@@ -24,7 +24,7 @@ def place(request, tmp_path):
         return lambda name: f"milvus://{host}/{name}_{tmp_path.name[-12:].replace('-', '_')}"
     pytest.importorskip("milvus_lite", reason="milvus-lite 2.5 is not installed: "
                                               "pip install 'hashret[milvus]'")
-    return lambda name: f"{tmp_path / 'lite.db'}#{name}"
+    return lambda name: f"{tmp_path / 'lite.db'}:{name}"
 
 
 def _png_file(path, image: np.ndarray):
@@ -118,7 +118,7 @@ def test_bad_collection_locations_are_clear_errors(digits_run, place, tmp_path, 
     loc = place("nothing_here")
     assert main(["index", "info", loc]) == 2
     assert "no hashret collection 'nothing_here" in capsys.readouterr().err
-    assert main(["index", "info", str(tmp_path / "x.db#bad-name")]) == 2
+    assert main(["index", "info", str(tmp_path / "x.db:bad-name")]) == 2
     assert "'bad-name' is not a valid collection name" in capsys.readouterr().err
     argv = ["index", "create", str(digits_run), "--out", loc, "--features", "pca", "--pca-dim", "4"]
     assert main(argv) == 2

@@ -161,7 +161,7 @@ def test_milvus_load_resumes_and_is_not_searchable_half_done(sharded, milvus_uri
     run, whole = sharded
     shards = open_shards(shards_dir(run.run_dir, "database"))
     where = (f"milvus://{milvus_uri.removeprefix('http://')}/digits" if milvus_uri.startswith("http://")
-             else f"{milvus_uri}#digits")
+             else f"{milvus_uri}:digits")
     dim = int(shards.meta["feature_dim"])
     with pytest.raises(_Crash):  # after shard 0 (3 batches) and 2 batches of shard 1
         load_shards_milvus(shards, where, batch=200, on_batch=_crash_after(5))
@@ -238,6 +238,6 @@ def test_load_shards_names_the_milvus_option(sharded, tmp_path, capsys):
     bad = tmp_path / "index.sqlite"
     assert main(["index", "load-shards", str(shards_dir(run.run_dir, "database")), "--milvus", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"hashret index: error: --milvus {bad} is neither a server address (--milvus "
-                   "http://host:19530) nor an embedded database file: a Milvus Lite database is a file whose "
-                   "name ends in .db (--milvus FILE.db)")
+    assert err == (f"hashret index: error: {bad} is neither a Milvus server address "
+                   "(milvus://HOST:PORT/NAME) nor an embedded database file: a Milvus Lite database is a "
+                   "file whose name ends in .db (FILE.db or FILE.db:NAME)")

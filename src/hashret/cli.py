@@ -315,7 +315,7 @@ def _index_load_shards(a: argparse.Namespace) -> int:
                                       "options are for an index directory, --out)")
         from hashret.store.milvus import parse_location
 
-        where = parse_location(a.milvus, a.collection)  # milvus://HOST:PORT/NAME, FILE.db[#NAME], ...
+        where = parse_location(a.milvus, a.collection)  # milvus://HOST:PORT/NAME, FILE.db[:NAME], ...
     else:
         given = ["--token"] * (a.token is not None) + ["--collection"] * (a.collection is not None)
         if given:
@@ -651,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="the database images nearest to an image file")
     p.add_argument("run_dir", metavar="RUN_OR_COLLECTION",
                    help="a run directory (its encoded database), an index directory, or a Milvus collection "
-                        "(milvus://HOST:PORT/NAME or FILE.db#NAME)")
+                        "(milvus://HOST:PORT/NAME or FILE.db:NAME)")
     p.add_argument("--image", required=True, help="query image file")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--rerank", action="store_true",
@@ -779,7 +779,7 @@ def _backend_spec(spec: str) -> str:
 
 
 #: what a collection argument may be
-_COLLECTION_HELP = "an index directory, or a Milvus collection: milvus://HOST:PORT/NAME or FILE.db#NAME"
+_COLLECTION_HELP = "an index directory, or a Milvus collection: milvus://HOST:PORT/NAME or FILE.db:NAME"
 
 
 def _add_collection_args(p: argparse.ArgumentParser, *, model: bool = False) -> None:

@@ -135,7 +135,7 @@ def build_index(run: Run, out: str | Path, images: ImageArray, *, collection: st
     Args:
         run: the trained run (its model encodes the images; an index directory keeps a copy of
             its checkpoint, Milvus records where it is).
-        out: the index directory, or a Milvus collection (``milvus://HOST:PORT/NAME``, ``FILE.db#NAME``).
+        out: the index directory, or a Milvus collection (``milvus://HOST:PORT/NAME``, ``FILE.db:NAME``).
         images: ``ImageArray`` of the collection (the database), in database order.
         collection: where the images came from (recorded), e.g. the dataset path.
         split: which split of the collection (recorded).

@@ -399,7 +399,7 @@ def load_shards_milvus(shards: ShardSet, location: str, *, collection: str | Non
 
     Args:
         shards: from :func:`open_shards`.
-        location: ``milvus://HOST:PORT/NAME``, ``http://HOST:PORT`` or ``FILE.db[#NAME]``
+        location: ``milvus://HOST:PORT/NAME``, ``http://HOST:PORT`` or ``FILE.db[:NAME]``
             (:func:`hashret.store.milvus.parse_location`); ``collection`` names it otherwise.
 
     Returns:

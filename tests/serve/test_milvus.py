@@ -31,7 +31,7 @@ def milvus_digits(request, digits_run, digits_data, tmp_path_factory):
     else:
         pytest.importorskip("milvus_lite", reason="milvus-lite 2.5 is not installed: "
                                                   "pip install 'hashret[milvus]'")
-        loc = f"{tmp_path_factory.mktemp('milvus') / 'serve.db'}#digits"
+        loc = f"{tmp_path_factory.mktemp('milvus') / 'serve.db'}:digits"
     build_index(open_run(digits_run), loc, digits_data.train, collection="digits", split="train",
                 overwrite=True).close()
     return loc

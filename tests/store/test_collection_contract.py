@@ -122,7 +122,7 @@ def engine(request, data, tmp_path_factory) -> Engine:
                                               "pip install 'hashret[milvus]'")
     layout = "array" if name.endswith("array") else None
     db_file = tmp_path_factory.mktemp("lite") / "contract.db"
-    return _milvus(name, f"{db_file}#contract_{layout or 'auto'}", layout)
+    return _milvus(name, f"{db_file}:contract_{layout or 'auto'}", layout)
 
 
 def test_hamming_top_k(engine, reference, data):

@@ -37,7 +37,7 @@ def uri(request, tmp_path_factory) -> str:
 
 def _at(uri: str, name: str) -> str:
     """The location of collection ``name`` on the engine at ``uri``."""
-    return f"milvus://{uri.removeprefix('http://')}/{name}" if _is_server(uri) else f"{uri}#{name}"
+    return f"milvus://{uri.removeprefix('http://')}/{name}" if _is_server(uri) else f"{uri}:{name}"
 
 
 def _is_server(uri: str) -> bool:
@@ -275,7 +275,7 @@ def test_a_dead_add_is_counted_at_the_next_open(uri, random_codes, rng):
     ("milvus://127.0.0.1:19530", MilvusPlace("http://127.0.0.1:19530", "hashret")),
     ("milvus+https://db.example:19530/c", MilvusPlace("https://db.example:19530", "c")),
     ("photos.db", MilvusPlace("photos.db", "hashret")),
-    ("dir/photos.db#cats", MilvusPlace("dir/photos.db", "cats")),
+    ("dir/photos.db:cats", MilvusPlace("dir/photos.db", "cats")),
 ])
 def test_locations(text, place):
     assert is_milvus_location(text)
@@ -286,9 +286,9 @@ def test_locations(text, place):
 def test_location_errors():
     assert not is_milvus_location("runs/index") and not is_milvus_location("/data/photos")
     with pytest.raises(ValueError, match="'bad-name' is not a valid collection name"):
-        parse_location("x.db#bad-name")
+        parse_location("x.db:bad-name")
     with pytest.raises(ValueError, match="names collection 'a', --collection 'b'"):
-        parse_location("x.db#a", "b")
+        parse_location("x.db:a", "b")
 
 
 @pytest.mark.slow

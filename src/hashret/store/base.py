@@ -43,7 +43,7 @@ class Collection(ABC):
     @property
     @abstractmethod
     def location(self) -> str:
-        """Where it lives: a directory path or a ``milvus://HOST:PORT/NAME`` / ``FILE.db#NAME`` URI."""
+        """Where it lives: a directory path or a ``milvus://HOST:PORT/NAME`` / ``FILE.db:NAME`` URI."""
 
     @property
     @abstractmethod

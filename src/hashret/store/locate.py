@@ -1,7 +1,7 @@
 """Open or create a collection from its location, whatever engine keeps it.
 
 A location is an index directory's path, or a Milvus collection's
-(``milvus://HOST:PORT/NAME``, ``http://HOST:PORT``, ``FILE.db`` or ``FILE.db#NAME``;
+(``milvus://HOST:PORT/NAME``, ``http://HOST:PORT``, ``FILE.db`` or ``FILE.db:NAME``;
 :func:`hashret.store.milvus.parse_location`). Every command that takes a collection
 (``hashret index build|add|remove|info``, ``hashret search``, ``hashret serve``) goes through here.
 """

@@ -20,7 +20,7 @@ One Milvus collection per hashret collection, one record per item::
 
 **Where to find one.** A location names the engine and the collection (:func:`parse_location`):
 ``milvus://HOST:PORT/NAME`` (a server or cluster; ``milvus+https://`` for TLS; credentials in
-a token, never in the URI), or ``FILE.db`` / ``FILE.db#NAME`` (the embedded Milvus Lite).
+a token, never in the URI), or ``FILE.db`` / ``FILE.db:NAME`` (the embedded Milvus Lite).
 The name defaults to ``hashret``.
 
 **Layouts.** Milvus before 2.4 refuses a second vector field in a collection ("multiple
@@ -55,6 +55,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import uuid
 import weakref
 from collections.abc import Iterator, Sequence
@@ -101,6 +102,8 @@ FORMAT = 2
 #: Most characters of a VARCHAR field (the thumbnail's base64 must fit).
 VARCHAR_MAX = 65535
 _META_FIELDS = ["source", "label", "class_name", "extra"]
+#: ``FILE.db:NAME``: an embedded database and a collection in it (":" is literal in every shell)
+_LITE = re.compile(r"^(.+\.db):([^/\\:]*)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class MilvusPlace:
         if self.uri.startswith(("http://", "https://")):
             scheme = "milvus+https" if self.uri.startswith("https://") else "milvus"
             return f"{scheme}://{self.uri.split('://', 1)[1]}/{self.name}"
-        return f"{self.uri}#{self.name}"
+        return f"{self.uri}:{self.name}"
 
 
 def is_milvus_location(text: str | Path) -> bool:
@@ -122,12 +125,12 @@ def is_milvus_location(text: str | Path) -> bool:
     t = str(text).strip()
     low = t.lower()
     return (low.startswith(("milvus://", "milvus+https://", "http://", "https://"))
-            or low.endswith(".db") or ".db#" in low)
+            or low.endswith(".db") or _LITE.match(t) is not None)
 
 
 def parse_location(text: str | Path, collection: str | None = None) -> MilvusPlace:
     """Read a Milvus collection's location: ``milvus://HOST:PORT/NAME``, ``http://HOST:PORT``,
-    ``FILE.db`` or ``FILE.db#NAME``; ``collection`` names it when the location does not (and
+    ``FILE.db`` or ``FILE.db:NAME``; ``collection`` names it when the location does not (and
     must agree when it does). The name defaults to :data:`DEFAULT_NAME`.
 
     Raises:
@@ -135,14 +138,19 @@ def parse_location(text: str | Path, collection: str | None = None) -> MilvusPla
     """
     t = str(text).strip()
     given: str | None = None
-    if "://" not in t and "#" in t:
-        t, given = t.rsplit("#", 1)
+    lite = _LITE.match(t) if "://" not in t else None
+    if lite is not None:
+        t, given = lite.group(1), lite.group(2)
         if not NAME.match(given) or given == REGISTRY:
             raise ValueError(f"{text}: {given!r} is not a valid collection name (letters, digits and '_', "
-                             "starting with a letter or '_'): use FILE.db#NAME")
+                             "starting with a letter or '_'): use FILE.db:NAME")
     else:
         loc = parse_milvus_uri(t)
         t, given = loc.uri, loc.collection
+        if "://" not in t and not t.lower().endswith(".db"):
+            raise ValueError(f"{text} is neither a Milvus server address (milvus://HOST:PORT/NAME) nor "
+                             "an embedded database file: a Milvus Lite database is a file whose name ends in "
+                             ".db (FILE.db or FILE.db:NAME)")
     if collection and given and collection != given:
         raise ValueError(f"{text} names collection {given!r}, --collection {collection!r}: give one of them")
     name = given or collection or DEFAULT_NAME
@@ -198,7 +206,7 @@ class MilvusCollection(Collection):
         """Create an empty collection, open for writing.
 
         Args:
-            location: ``milvus://HOST:PORT/NAME``, ``FILE.db[#NAME]``, or ``None`` for a temporary
+            location: ``milvus://HOST:PORT/NAME``, ``FILE.db[:NAME]``, or ``None`` for a temporary
                 collection in the process's temporary embedded database.
             bits: code length (8..256).
             feature_dim: dimension of the features kept for the re-rank (``None``: codes only).
