@@ -417,6 +417,9 @@ def load_shards_milvus(shards: ShardSet, location: str, *, collection: str | Non
     signature = shards.signature()
     client = connect(place.uri, token)
     record = read_record(client, place.name) if client.has_collection(place.name) else None
+    if record is None and client.has_collection(place.name):
+        raise FileExistsError(f"{place} is a collection hashret did not make: choose another name (hashret "
+                              "never drops a collection it did not make, --overwrite or not)")
     if overwrite:
         drop_collection(client, place.name)
     elif record is not None and record.get("state") != "loading":

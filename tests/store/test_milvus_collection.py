@@ -112,8 +112,10 @@ def test_other_code_length_foreign_and_bad_names(uri, random_codes, rng, tmp_pat
     client.create_collection("foreign", dimension=4)  # not made by hashret
     with pytest.raises(ValueError, match="was not made by hashret"):
         MilvusCollection.open(_at(uri, "foreign"))
-    with pytest.raises(FileExistsError, match="already holds a collection hashret did not make"):
-        MilvusCollection.create(_at(uri, "foreign"), bits=32, feature_dim=None)
+    for overwrite in (False, True):  # never dropped, --overwrite or not
+        with pytest.raises(FileExistsError, match="is a collection hashret did not make: choose another"):
+            MilvusCollection.create(_at(uri, "foreign"), bits=32, feature_dim=None, overwrite=overwrite)
+    assert client.has_collection("foreign")
     with pytest.raises(ValueError, match="not a valid collection name"):
         MilvusCollection.create(_at(uri, "bad-name"), bits=32, feature_dim=None)
     with pytest.raises(ValueError, match="bits"):

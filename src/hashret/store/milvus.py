@@ -235,11 +235,13 @@ class MilvusCollection(Collection):
         client = connect(place.uri, token, timeout=timeout)
         _ensure_registry(client, place.uri, timeout)
         if client.has_collection(place.name):
+            if read_record(client, place.name) is None:
+                raise FileExistsError(f"{place} is a collection hashret did not make: choose another "
+                                      "name (hashret never drops a collection it did not make, --overwrite "
+                                      "or not)")
             if not overwrite:
-                held = ("a hashret collection" if read_record(client, place.name)
-                        else "a collection hashret did not make")
-                raise FileExistsError(f"{place} already holds {held}: choose another name, or pass "
-                                      "--overwrite to replace it")
+                raise FileExistsError(f"{place} already holds a hashret collection: choose another name, "
+                                      "or pass --overwrite to replace it")
             drop_collection(client, place.name)
         model = json.loads(json.dumps(model or {}))
         if model_file is not None:
@@ -824,7 +826,7 @@ def _existing_record(client: Any, place: MilvusPlace) -> dict[str, Any]:
         return record
     if client.has_collection(place.name):
         raise ValueError(f"Milvus collection {place} was not made by hashret (no record in {REGISTRY!r}): "
-                         "choose another collection, or pass --overwrite to replace it")
+                         "choose another collection (hashret never writes into or drops one it did not make)")
     raise LookupError(
         f"no hashret collection {place.name!r} at {place.uri}: make one with `hashret index build RUN --out "
         f"{place}` (or `hashret index load-shards SHARDS_DIR --milvus {place}`), or check the name"
