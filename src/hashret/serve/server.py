@@ -168,7 +168,7 @@ def serve(location: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT
 
     Args:
         location: an index directory (``hashret index build``) or a Milvus collection
-            (``milvus://HOST:PORT/NAME``, ``FILE.db#NAME``).
+            (``milvus://HOST:PORT/NAME``, ``FILE.db:NAME``).
         host, port: where to listen (127.0.0.1 unless told otherwise).
         access: keys and allowed hosts; the index is opened writable only when it holds a
             write key and ``read_only`` is False.
