@@ -52,3 +52,27 @@ def test_pca_of_full_rank_preserves_distances():
     np.testing.assert_allclose(d_y, d_x, atol=5e-3)
     with pytest.raises(ValueError, match="--pca-dim"):
         FeatureCodec("pca", 6).fit(x, 7)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_segmented_distances_are_the_kernels_row_by_row(dtype, tmp_path):
+    """Grouping a pool's rows by segment changes no bit: each distance is the kernel's for that row
+    alone (memory-mapped segments, empty ones, rows in any order, one segment or many)."""
+    rng = np.random.default_rng(1)
+    kernel = kern.squared_l2_f16 if dtype == np.float16 else kern.squared_l2_f32
+    for sizes in ([7], [3, 0, 7, 1], [1] * 40):
+        parts = []
+        for j, n in enumerate(sizes):
+            np.save(tmp_path / f"{j}.npy", rng.normal(size=(n, 16)).astype(dtype))
+            parts.append(np.load(tmp_path / f"{j}.npy", mmap_mode="r"))
+        view = SegmentedRows(parts, 16, np.dtype(dtype))
+        full = np.concatenate([np.asarray(p) for p in parts])
+        bits = full.view(np.uint16) if dtype == np.float16 else full
+        q = rng.normal(size=16).astype(np.float32)
+        rows = rng.integers(0, len(full), 60)
+        one = np.empty(1, np.float32)
+        expected = []
+        for r in rows:
+            kernel(bits, np.array([r]), q, one)
+            expected.append(np.sqrt(one[0]))
+        np.testing.assert_array_equal(view.euclidean(q, rows), np.array(expected, np.float32))

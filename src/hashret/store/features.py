@@ -110,6 +110,10 @@ class SegmentedRows:
         self.shape = (int(self.offsets[-1]), int(dim))
         self.ndim = 2
         self.dtype = np.dtype(dtype)
+        # what the distance kernels read: plain arrays (not np.memmap objects, whose every view and
+        # slice costs microseconds), float16 as its uint16 bit patterns
+        self._kernel_parts = [np.asarray(p).view(np.uint16) if p.dtype == np.float16 else np.asarray(p)
+                              for p in self.parts]
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -125,18 +129,27 @@ class SegmentedRows:
 
         rows = np.asarray(rows, dtype=np.int64)
         q = np.ascontiguousarray(query, dtype=np.float32)
-        out = np.empty(len(rows), dtype=np.float32)
-        seg = np.searchsorted(self.offsets, rows, side="right") - 1  # [m] segment of each row
-        for s in np.unique(seg):
-            sel = np.flatnonzero(seg == s) if len(self.parts) > 1 else np.arange(len(rows))
-            part, local = self.parts[s], rows[sel] - self.offsets[s]
-            res = np.empty(len(sel), dtype=np.float32)
-            if part.dtype == np.float16:
-                kern.squared_l2_f16(part.view(np.uint16), local, q, res)
+        if len(self.parts) == 1:
+            order, local, bounds = None, rows, np.array([0, len(rows)])
+        else:  # group the rows by segment with one sort (a pool spans every segment)
+            seg = np.searchsorted(self.offsets, rows, side="right") - 1  # [m] segment of each row
+            order = np.argsort(seg.astype(np.uint16 if len(self.parts) < 2**16 else np.int64), kind="stable")
+            local = rows[order] - self.offsets[seg[order]]  # [m] row within its segment, by segment
+            bounds = np.searchsorted(seg[order], np.arange(len(self.parts) + 1))  # [s + 1]
+        res = np.empty(len(rows), dtype=np.float32)
+        for s, part in enumerate(self._kernel_parts):
+            a, b = int(bounds[s]), int(bounds[s + 1])
+            if a == b:
+                continue
+            if part.dtype == np.uint16:
+                kern.squared_l2_f16(part, local[a:b], q, res[a:b])
             else:
-                kern.squared_l2_f32(part, local, q, res)
-            out[sel] = res
-        return np.sqrt(out)
+                kern.squared_l2_f32(part, local[a:b], q, res[a:b])
+        if order is not None:
+            out = np.empty_like(res)
+            out[order] = res
+            res = out
+        return np.sqrt(res)
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
