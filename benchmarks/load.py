@@ -502,6 +502,12 @@ def write_report(res: dict, name: str, results_dir: Path) -> None:
     verdict = _target(runs, base)
     if verdict:
         lines += ["", verdict]
+    where = [(r["name"], r["load"].get("searches")) for r in runs]
+    if all(w for _, w in where):
+        lines += ["", "Searches run on the event loop (quick, the store free) rather than a worker thread, "
+                      "over the whole run (GET /stats; with 2 workers, one worker's): "
+                      + ", ".join(f"{n} {w['event_loop'] / max(sum(w.values()), 1):.1%}" for n, w in where)
+                      + "."]
     pool = res.get("pool")
     lines += ["", "Uploads re-ranked whose first result is the uploaded image itself: "
                   + ", ".join(f"{r['name']} {r['load']['self_first']:.1%}" for r in runs) + "."]
@@ -544,9 +550,11 @@ def run_setting(name: str, options: list[str], index: Path, reqs: list, clients:
         load = load_test(port, reqs, clients, seconds, server_pid=server.pid)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/stats")  # one worker's, when there are several
-        enc = json.loads(conn.getresponse().read()).get("encoder", {})
+        stats = json.loads(conn.getresponse().read())
         conn.close()
+        enc = stats.get("encoder", {})
         load["mean_batch"] = round(enc["encoded"] / max(enc["batches"], 1), 2) if enc else None
+        load["searches"] = stats.get("searches")  # where they ran (event loop / worker thread)
     finally:
         server.terminate()
         server.wait(60)

@@ -59,11 +59,15 @@ def test_the_event_loop_and_the_worker_threads_answer_alike(digits_index, digits
     app, _ = make_app(digits_index, limits=ServeLimits(rate=0))
     with TestClient(app, base_url=LOOPBACK) as client:
         here = _answers(client, requests)
+        where = client.get("/stats").json()["searches"]
+    assert where["event_loop"] >= len(requests) - 2 and where["worker_thread"] >= 1  # the radius one
     monkeypatch.setattr(app_module, "INLINE_DECODE_BYTES", 0)  # every decode on a thread
     monkeypatch.setattr(retriever_module, "QUICK_SEARCH_SECONDS", -1.0)  # every search on a thread
     app, _ = make_app(digits_index, limits=ServeLimits(rate=0))
     with TestClient(app, base_url=LOOPBACK) as client:
         threads = _answers(client, requests)
+        where = client.get("/stats").json()["searches"]
+    assert where == {"event_loop": 0, "worker_thread": len(requests)}
     assert here == threads
     assert here[0]["results"][0]["rank"] == 1 and len(here[0]["results"]) == 7
 

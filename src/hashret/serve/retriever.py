@@ -40,8 +40,8 @@ from hashret.store import Collection
 #: Largest item id (ids are int64); a larger one names no item.
 MAX_ID = 2**63 - 1
 #: A search may run at once on the caller's thread (the event loop: ``now=True``) while searches
-#: have been taking less than this on average: then a hop to a worker thread and back costs about
-#: as much as the search itself. Slower ones (a large index, big pools) go to worker threads.
+#: have been taking less than this CPU time on average: then a hop to a worker thread and back costs
+#: about as much as the search itself. Slower ones (a large index, big pools) go to worker threads.
 QUICK_SEARCH_SECONDS = 0.002
 #: Largest coarse pool (``candidates``) a search on the caller's thread may ask for; no ``radius``.
 QUICK_SEARCH_POOL = 1000
@@ -117,7 +117,8 @@ class Retriever:
                                      max_pending=max_pending)
         self._last_refresh = time.monotonic()
         self._count = len(store)  # read without the lock by /health
-        self._search_seconds = 0.0  # running mean of search times (with the store lock held)
+        self._search_seconds = 0.0  # running mean of searches' CPU time (with the store lock held)
+        self.searches = {"event_loop": 0, "worker_thread": 0}  # where searches ran (for /stats)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -149,9 +150,11 @@ class Retriever:
             return False
         return True
 
-    def _timed(self, t0: float) -> None:
-        """Note a search's time (store lock held)."""
-        self._search_seconds += _EMA * (time.perf_counter() - t0 - self._search_seconds)
+    def _timed(self, t0: float, now: bool) -> None:
+        """Note a search's CPU time since ``t0`` (``time.thread_time()``; the store lock held): the work
+        that would hold the event loop, not the time other processes had the core."""
+        self._search_seconds += _EMA * (time.thread_time() - t0 - self._search_seconds)
+        self.searches["event_loop" if now else "worker_thread"] += 1
 
     def decode(self, upload: Upload, notes: list[str] | None = None) -> np.ndarray:
         """``uint8[h, w, c]`` at the index's image shape; ``notes`` gets what was changed to fit.
@@ -235,13 +238,13 @@ class Retriever:
         if not self._enter(now, k, candidates, radius):
             return None
         try:
-            t1 = time.perf_counter()
+            t1 = time.thread_time()
             self._refresh()
             self._check_searchable()
             result = self.store.search(enc.codes, enc.features, k, rerank=rerank, candidates=candidates,
                                        radius=radius)[0]
             hits = self._hits(result)
-            self._timed(t1)
+            self._timed(t1, now)
         finally:
             self._store_lock.release()
         return Outcome(None, enc.codes[0], hits, (time.perf_counter() - t0) * 1e3, list(notes or []))
@@ -254,7 +257,7 @@ class Retriever:
         if not self._enter(now, k, candidates, radius):
             return None
         try:
-            t1 = time.perf_counter()
+            t1 = time.thread_time()
             self._refresh()
             try:
                 code, feats = self.store.item_vectors(item_id)
@@ -263,7 +266,7 @@ class Retriever:
             result = self.store.search(code[None], feats[None], k, rerank=rerank, candidates=candidates,
                                        radius=radius, features_stored=True)[0]
             hits = self._hits(result)
-            self._timed(t1)
+            self._timed(t1, now)
         finally:
             self._store_lock.release()
         return Outcome(item_id, code, hits, (time.perf_counter() - t0) * 1e3)
@@ -362,7 +365,7 @@ class Retriever:
                           "backbone": cfg.get("backbone"), "bits": cfg.get("bits"),
                           "classes": list(self.model.classes),
                           "image_shape": list(self.model.image_shape)},
-                "encoder": self.encoder_stats(),
+                "encoder": self.encoder_stats(), "searches": dict(self.searches),
             }
 
     def encoder_stats(self) -> dict[str, Any]:

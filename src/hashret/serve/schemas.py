@@ -93,5 +93,8 @@ class Stats(BaseModel):
     encoder: dict[str, Any] = Field(default_factory=dict, description=(
         "how uploads are encoded: runtime (torch or onnx), precision, max_batch, batch_window_ms; "
         "batches and encoded so far (their ratio is the mean batch)"))
+    searches: dict[str, int] = Field(default_factory=dict, description=(
+        "searches so far by where they ran: 'event_loop' (quick ones, the store free) or "
+        "'worker_thread'"))
     refused: dict[str, int] = Field(default_factory=dict,
                                     description="requests and connections refused so far, by reason")
