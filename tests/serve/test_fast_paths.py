@@ -34,6 +34,13 @@ def test_which_uploads_are_decoded_on_the_event_loop(header, size, here):
     assert _decode_here(header, size) is here
 
 
+def _ready(retriever) -> None:
+    """Load the kernels as `hashret serve` does (no first search pays for it), then refresh the
+    store (the warm-up may outlast refresh_seconds, and a search due to refresh goes to a thread)."""
+    retriever.warm_up()
+    retriever.count()
+
+
 def _answers(client, requests: list[dict]) -> list[dict]:
     out = []
     for req in requests:
@@ -56,7 +63,9 @@ def test_the_event_loop_and_the_worker_threads_answer_alike(digits_index, digits
     requests += [{"files": {"image": ("big.png", png(big[..., None]), "image/png")}, "data": {"k": "5"}}]
     requests += [{"data": {"id": str(i), "k": "9", "rerank": "true"}} for i in (0, 5, 700)]
     requests += [{"data": {"id": "3", "k": "5", "rerank": "true", "radius": "3"}}]
+    monkeypatch.setattr(retriever_module, "QUICK_SEARCH_SECONDS", 0.5)  # whatever this machine's speed
     app, _ = make_app(digits_index, limits=ServeLimits(rate=0))
+    _ready(app.state.retriever)
     with TestClient(app, base_url=LOOPBACK) as client:
         here = _answers(client, requests)
         where = client.get("/stats").json()["searches"]
@@ -74,9 +83,10 @@ def test_the_event_loop_and_the_worker_threads_answer_alike(digits_index, digits
 
 def test_now_searches_only_when_the_store_is_free_and_searches_are_quick(digits_index, make_app,
                                                                          monkeypatch):
+    monkeypatch.setattr(retriever_module, "QUICK_SEARCH_SECONDS", 0.5)  # whatever this machine's speed
     app, store = make_app(digits_index, limits=ServeLimits(rate=0))
     retriever = app.state.retriever
-    code, feats = store.item_vectors(4)
+    _ready(retriever)
     assert retriever.search_id(4, k=5, rerank=True, now=True).hits[0]["id"] == 4
     assert retriever.search_id(4, k=5, rerank=True, radius=2, now=True) is None  # a ball: any size
     assert retriever.search_id(4, k=5, rerank=True, candidates=1001, now=True) is None
@@ -140,3 +150,27 @@ def test_small_pngs_with_alpha_or_exif_turns_are_decoded_alike(digits_index, mak
     with TestClient(app, base_url=LOOPBACK) as client:
         threads = _answers(client, req)
     assert here == threads and here[0]["notes"]
+
+
+def test_a_search_blocked_in_wall_time_counts_as_slow(digits_index, make_app, monkeypatch):
+    """CPU time judges a search (preemption on shared cores is not its cost), but one that waited long
+    (a cold disk) counts by its wall time, so the next ones go to worker threads."""
+    app, store = make_app(digits_index, limits=ServeLimits(rate=0))
+    retriever = app.state.retriever
+    _ready(retriever)
+    assert retriever.search_id(4, k=5, rerank=True, now=True) is not None
+    real = store.search
+
+    def blocked(*a, **kw):
+        time.sleep(0.3)  # off the CPU: thread_time does not see it
+        return real(*a, **kw)
+
+    monkeypatch.setattr(store, "search", blocked)
+    monkeypatch.setattr(retriever_module, "_EMA", 1.0)  # the latest search decides
+    monkeypatch.setattr(retriever_module, "QUICK_SEARCH_SECONDS", 0.1)  # whatever this machine's speed
+    monkeypatch.setattr(retriever_module, "BLOCKED_SEARCH_SECONDS", 0.2)
+    assert retriever.search_id(4, k=5, rerank=True, now=True) is not None
+    assert retriever.search_id(4, k=5, rerank=True, now=True) is None  # now judged slow
+    monkeypatch.setattr(retriever_module, "BLOCKED_SEARCH_SECONDS", 10.0)
+    assert retriever.search_id(4, k=5, rerank=True).hits  # on a thread: 0.3 s of sleep, little CPU
+    assert retriever.search_id(4, k=5, rerank=True, now=True) is not None

@@ -45,6 +45,9 @@ MAX_ID = 2**63 - 1
 QUICK_SEARCH_SECONDS = 0.002
 #: Largest coarse pool (``candidates``) a search on the caller's thread may ask for; no ``radius``.
 QUICK_SEARCH_POOL = 1000
+#: A search that took longer than this in wall time counts by its wall time, not its CPU time:
+#: something blocked it (a cold disk, a network file system), and would block the event loop.
+BLOCKED_SEARCH_SECONDS = 0.02
 _EMA = 0.1  # weight of the latest search in the running mean of search times
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -150,10 +153,13 @@ class Retriever:
             return False
         return True
 
-    def _timed(self, t0: float, now: bool) -> None:
-        """Note a search's CPU time since ``t0`` (``time.thread_time()``; the store lock held): the work
-        that would hold the event loop, not the time other processes had the core."""
-        self._search_seconds += _EMA * (time.thread_time() - t0 - self._search_seconds)
+    def _timed(self, t0: tuple[float, float], now: bool) -> None:
+        """Note a search's time since ``t0 = (time.thread_time(), time.perf_counter())`` (the store lock
+        held): its CPU time, the work that would hold the event loop, not the time other processes had
+        the core; its wall time when that is over :data:`BLOCKED_SEARCH_SECONDS`."""
+        cpu, wall = time.thread_time() - t0[0], time.perf_counter() - t0[1]
+        took = wall if wall > BLOCKED_SEARCH_SECONDS else cpu
+        self._search_seconds += _EMA * (took - self._search_seconds)
         self.searches["event_loop" if now else "worker_thread"] += 1
 
     def decode(self, upload: Upload, notes: list[str] | None = None) -> np.ndarray:
@@ -238,7 +244,7 @@ class Retriever:
         if not self._enter(now, k, candidates, radius):
             return None
         try:
-            t1 = time.thread_time()
+            t1 = time.thread_time(), time.perf_counter()
             self._refresh()
             self._check_searchable()
             result = self.store.search(enc.codes, enc.features, k, rerank=rerank, candidates=candidates,
@@ -257,7 +263,7 @@ class Retriever:
         if not self._enter(now, k, candidates, radius):
             return None
         try:
-            t1 = time.thread_time()
+            t1 = time.thread_time(), time.perf_counter()
             self._refresh()
             try:
                 code, feats = self.store.item_vectors(item_id)
