@@ -10,8 +10,10 @@ Around the routes, outermost first: the per-client rate limit (:mod:`hashret.ser
 the Host allow-list, cross-site checks and keys (:mod:`hashret.serve.security`), and the
 body-size limit (:mod:`hashret.serve.limits`); uploads are decoded and encoded by a
 bounded queue (:mod:`hashret.serve.workqueue`) and encoded, several concurrent uploads in one
-forward pass, by one model thread (:mod:`hashret.serve.batcher`). Connection deadlines live in the server's
-protocol (:mod:`hashret.serve.connections`, see :func:`hashret.serve.server.uvicorn_config`).
+forward pass, by one model thread (:mod:`hashret.serve.batcher`). Small PNG uploads are decoded,
+and quick searches run, on the event loop itself (no thread hop; see :data:`INLINE_DECODE_BYTES`
+and :meth:`hashret.serve.retriever.Retriever.search_encoded`). Connection deadlines live in the
+server's protocol (:mod:`hashret.serve.connections`, see :func:`hashret.serve.server.uvicorn_config`).
 
     app = create_app(store, load_index_model(store))   # read-only, loopback names only
     app = create_app(store, model, access=AccessPolicy(write_key=key))   # POST /items with the key

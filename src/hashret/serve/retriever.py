@@ -1,10 +1,14 @@
 """A thread-safe retriever over one open index and its model: what the HTTP app calls.
 
 :class:`IndexStore` is not thread-safe, and the web server answers requests on a pool of
-threads, so every use of the store is serialised by one lock (a search takes
-milliseconds). Encoding runs on one model thread (:mod:`hashret.serve.batcher`), which
-encodes the images of concurrent uploads together in one forward pass, with the index's own
-model or, when given one, a faster query encoder that computes the same codes (an
+threads, so every use of the store is serialised by one lock (a search takes a fraction of a
+millisecond to milliseconds). A quick search (``now=True``) runs on the caller's thread, the
+event loop, only when that lock is free at that instant and recent searches took little CPU
+time (:data:`QUICK_SEARCH_SECONDS`): then it costs less than the hop to a worker thread and back;
+otherwise the app sends it to a worker thread, so the event loop never waits for the store.
+Encoding runs on one model thread (:mod:`hashret.serve.batcher`), which encodes the images of
+concurrent uploads together in one forward pass, with the index's own model or, when given
+one, a faster query encoder that computes the same codes (an
 :class:`hashret.onnx_encoder.OnnxEncoder`). Decoding uploads needs no lock. An index opened
 read-only is refreshed (at most every ``refresh_seconds``) so that adds committed by another
 process become visible.
