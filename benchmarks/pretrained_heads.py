@@ -121,6 +121,17 @@ def _config_and_data(argv: list[str]) -> tuple[Any, Any, Any]:
     return cfg, data, make_model_config(cfg, data)
 
 
+def store_path(cache: Path, cfg: Any, data: Any, model_cfg: Any) -> Path:
+    """Where the features of this backbone, input, arithmetic and dataset are cached (the head, the
+    method and the bit length do not change them)."""
+    m = model_cfg.to_dict()
+    key = {"source": data.source, "n": (len(data.train), len(data.test)), "pretrained": cfg.pretrained,
+           "precision": cfg.precision, "seed": cfg.seed,
+           **{k: m[k] for k in ("backbone", "in_channels", "input_size", "mean", "std")}}
+    tag = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:12]
+    return cache / f"{cfg.dataset}-{cfg.backbone}-{model_cfg.input_size[0]}px-{cfg.precision}-{tag}.npz"
+
+
 def compute_store(argv: list[str], cache: Path | None) -> tuple[FeatureStore, Any]:
     """The backbone features of ``hashret train argv``'s dataset (read from / written to ``cache``).
 
@@ -136,14 +147,10 @@ def compute_store(argv: list[str], cache: Path | None) -> tuple[FeatureStore, An
 
     cfg, data, model_cfg = _config_and_data(argv)
     side = model_cfg.input_size[0]
-    path = None
-    if cache is not None:
-        tag = hashlib.sha256(repr((data.source, cfg.pretrained, model_cfg.to_dict(), cfg.precision,
-                                   len(data.train), len(data.test))).encode()).hexdigest()[:12]
-        path = cache / f"{cfg.dataset}-{cfg.backbone}-{side}px-{cfg.precision}-{tag}.npz"
-        if path.exists():
-            z = np.load(path)
-            return FeatureStore(z["db"], z["db_flip"], z["q"], z["q_flip"], side, cfg.precision), data
+    path = None if cache is None else store_path(cache, cfg, data, model_cfg)
+    if path is not None and path.exists():
+        z = np.load(path)
+        return FeatureStore(z["db"], z["db_flip"], z["q"], z["q_flip"], side, cfg.precision), data
     torch.manual_seed(cfg.seed)  # as training seeds before building the model
     model = build_model(model_cfg)
     if cfg.pretrained:
