@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         store, data = compute_store(train_argv(a, side, a.bits[0], Path(a.out) / "store"),
                                     Path(a.cache) if a.cache else None)
         info = {"input_side": store.side, "precision": store.precision, "seconds": round(store.seconds, 1),
-                "forward_passes_per_s": round(store.images_per_s(), 1),
+                "forward_passes_per_s": round(store.images_per_s(), 1) if store.seconds else None,
                 "database": len(store.db), "queries": len(store.q)}
         if a.verify:
             info["verify"] = verify(a, store, data, a.verify)
@@ -373,10 +373,10 @@ def markdown(res: dict[str, Any]) -> str:
         v = s.get("verify")
         check = (f"max abs diff {v['max_abs_diff_training_features']:.3g} on {v['images']} images "
                  f"(features up to {v['max_abs_feature']:.3g})") if v else "not run"
-        secs = f"{s['seconds']}" if s["seconds"] else "cached"
+        secs, rate = (s["seconds"], s["forward_passes_per_s"]) if s["seconds"] else ("cached", "")
         passes = 2 * (s["database"] + s["queries"])
         lines.append(f"| {s['input_side']} | {s['precision']} | {passes:,} | {secs} "
-                     f"| {s['forward_passes_per_s']} | {check} |")
+                     f"| {rate} | {check} |")
     lines += ["", "| method | input px | bits | epochs (best) | val acc | val mAP | head training s "
                   "| mAP@1000 | full mAP | P@r<=2 | load before -> after |",
               "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
@@ -393,9 +393,9 @@ def markdown(res: dict[str, Any]) -> str:
     passes = [f"{n:,} / {s['forward_passes_per_s']:.0f} = {n / s['forward_passes_per_s']:.0f} s at "
               f"{s['input_side']} px" for s in res["feature_stores"] if s["seconds"]]
     lines += ["", "Head training s: the training loop alone, the head on looked-up features. The plain "
-                  "command also runs the frozen backbone once over the training images: about "
-              + ("; ".join(passes) or "(not measured: the features were cached)")
-              + " at this run's forward-pass rate."]
+                  "command also runs the frozen backbone once over the training images"
+              + (": about " + "; ".join(passes) + " at this run's forward-pass rate." if passes
+                 else " (not timed here: the features came from the cache).")]
     lines += [x for n in res.get("notes", []) for x in ("", n)]
     return "\n".join(lines) + "\n"
 
