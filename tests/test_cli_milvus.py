@@ -123,3 +123,18 @@ def test_bad_collection_locations_are_clear_errors(digits_run, place, tmp_path, 
     argv = ["index", "create", str(digits_run), "--out", loc, "--features", "pca", "--pca-dim", "4"]
     assert main(argv) == 2
     assert "--pca-dim, --feature-storage: these options are for an index directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # waits out the connection timeout (10 s)
+def test_an_unreachable_server_is_one_line_naming_the_fix(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    image = _png_file(tmp_path / "q.png", np.zeros((8, 8, 1), np.uint8))
+    for argv in (["search", f"milvus://127.0.0.1:{port}/photos", "--image", str(image)],):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"cannot connect to a Milvus server at http://127.0.0.1:{port}" in err[0]
+        assert "check that the server runs" in err[0]

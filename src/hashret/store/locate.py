@@ -53,10 +53,10 @@ def collection_exists(location: str | Path, *, token: str | None = None, collect
     """Whether a hashret collection (complete or being loaded) exists at ``location``."""
     if is_milvus_location(location):
         from hashret.index.milvus import connect
-        from hashret.store.milvus import parse_location, read_record
+        from hashret.store.milvus import CONNECT_TIMEOUT, parse_location, read_record
 
         place = parse_location(location, collection)
-        client = connect(place.uri, token, timeout=timeout)
+        client = connect(place.uri, token, timeout=min(timeout, CONNECT_TIMEOUT))
         return client.has_collection(place.name) and read_record(client, place.name) is not None
     from hashret.store.manifest import MANIFEST_FILE
 

@@ -91,6 +91,9 @@ from hashret.store.base import Collection
 from hashret.store.manifest import IndexCorruptError
 from hashret.store.metadata import ItemMeta
 
+#: Seconds to wait for a connection (an unreachable server is reported after this; the longer
+#: ``timeout`` of a collection is for its writes and for a new collection's index and load)
+CONNECT_TIMEOUT = 10.0
 #: Largest ARRAY capacity of Milvus 2.3 (and so the "array" layout's feature dimension).
 ARRAY_CAPACITY = 4096
 #: How features are stored: a FLOAT_VECTOR field (2.4+), or a scalar ARRAY of FLOAT (2.3+).
@@ -232,7 +235,7 @@ class MilvusCollection(Collection):
         if layout is not None and layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} (or None: chosen by the server's "
                              f"version), got {layout!r}")
-        client = connect(place.uri, token, timeout=timeout)
+        client = connect(place.uri, token, timeout=min(timeout, CONNECT_TIMEOUT))
         _ensure_registry(client, place.uri, timeout)
         if client.has_collection(place.name):
             if read_record(client, place.name) is None:
@@ -264,7 +267,7 @@ class MilvusCollection(Collection):
             ValueError: a collection hashret did not make, or one left half-loaded by a bulk load.
         """
         place = parse_location(location, collection)
-        client = connect(place.uri, token, timeout=timeout)
+        client = connect(place.uri, token, timeout=min(timeout, CONNECT_TIMEOUT))
         record = _existing_record(client, place)
         if record.get("state") == "loading":
             raise ValueError(
@@ -290,7 +293,7 @@ class MilvusCollection(Collection):
                 layout, or one that is loaded already.
         """
         place = parse_location(location, collection)
-        client = connect(place.uri, token, timeout=timeout)
+        client = connect(place.uri, token, timeout=min(timeout, CONNECT_TIMEOUT))
         _ensure_registry(client, place.uri, timeout)
         if not client.has_collection(place.name):
             self = cls.create(location, collection=collection, bits=bits, feature_dim=feature_dim,
