@@ -174,3 +174,29 @@ def test_a_search_blocked_in_wall_time_counts_as_slow(digits_index, make_app, mo
     monkeypatch.setattr(retriever_module, "BLOCKED_SEARCH_SECONDS", 10.0)
     assert retriever.search_id(4, k=5, rerank=True).hits  # on a thread: 0.3 s of sleep, little CPU
     assert retriever.search_id(4, k=5, rerank=True, now=True) is not None
+
+
+def test_a_store_busy_for_a_moment_is_waited_for_on_the_event_loop(digits_index, make_app, monkeypatch):
+    """A quick search that finds the store held (by a search on a worker thread, a refresh) tries
+    again on the loop instead of sending itself to a thread too (which would keep the store busy)."""
+    monkeypatch.setattr(retriever_module, "QUICK_SEARCH_SECONDS", 0.5)  # whatever this machine's speed
+    app, _ = make_app(digits_index, limits=ServeLimits(rate=0))
+    retriever = app.state.retriever
+    _ready(retriever)
+    held = threading.Event()
+
+    def hold() -> None:
+        with retriever._store_lock:
+            held.set()
+            time.sleep(0.02)
+
+    with TestClient(app, base_url=LOOPBACK) as client:
+        before = dict(retriever.searches)
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait(10)
+        r = client.post("/search", data={"id": "3", "k": "5", "rerank": "true"})
+        t.join()
+    assert r.status_code == 200 and r.json()["results"][0]["id"] == 3
+    assert retriever.searches == {"event_loop": before["event_loop"] + 1,
+                                  "worker_thread": before["worker_thread"]}

@@ -70,6 +70,11 @@ _HEADER_BYTES = 256 << 10
 #: the hop to a thread and back.
 INLINE_DECODE_BYTES = 64 << 10
 INLINE_DECODE_PIXELS = 128 * 128
+#: A quick search that finds the store busy tries again on the event loop every millisecond for
+#: this long before it goes to a worker thread: the store is mostly held by a search on a worker
+#: thread, which needs the loop to let go of the interpreter (GIL) to finish; sending the next
+#: searches to threads too would keep the store busy from then on.
+STORE_WAIT_SECONDS = 0.05
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text} for code, text in {
@@ -178,6 +183,19 @@ def create_app(store: Collection, model: Encoder, *, limits: ServeLimits | None 
         return {**{k: v for k, v in d.items() if k != "has_image"}, "source": show(d["source"]), "url": url,
                 "image_url": f"{url}/image" if d["has_image"] else None}
 
+    async def searched(method: Any, query: Any, **kw: Any) -> Outcome:
+        """``method(query, **kw)`` (a retriever search) on the event loop when it is quick and the
+        store is free (waiting up to :data:`STORE_WAIT_SECONDS` for it), else on a worker thread."""
+        deadline = time.monotonic() + STORE_WAIT_SECONDS
+        while retriever.quick(kw["k"], kw.get("candidates"), kw.get("radius")):
+            out = method(query, now=True, **kw)
+            if out is not None:
+                return out
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.001)  # the store is busy: let the thread holding it finish
+        return await run_in_threadpool(method, query, **kw)
+
     def search_response(request: Request, out: Outcome, k: int, rerank: bool) -> SearchResponse:
         bits, hexa = code_strings(out.code, store.bits)
         return SearchResponse(
@@ -234,15 +252,10 @@ def create_app(store: Collection, model: Encoder, *, limits: ServeLimits | None 
                     pixels = await run_in_threadpool(retriever.decode, upload, notes)
             # encoded on the model thread with other uploads waiting then (503 if too many wait)
             encoded = await asyncio.wrap_future(retriever.encode_query(pixels))
-            search = {"k": k, "rerank": rerank, "notes": notes, "started": t0, **pool}
-            # here when the store is free and searches are quick, else on a worker thread
-            out = retriever.search_encoded(encoded, now=True, **search)
-            if out is None:
-                out = await run_in_threadpool(retriever.search_encoded, encoded, **search)
+            out = await searched(retriever.search_encoded, encoded, k=k, rerank=rerank, notes=notes,
+                                 started=t0, **pool)
         else:
-            out = retriever.search_id(int(id), k=k, rerank=rerank, now=True, **pool)
-            if out is None:
-                out = await run_in_threadpool(retriever.search_id, int(id), k=k, rerank=rerank, **pool)
+            out = await searched(retriever.search_id, int(id), k=k, rerank=rerank, **pool)
         return search_response(request, out, k, rerank)
 
     @app.get("/items/{item_id}", response_model=Item, responses=_ERRORS, tags=["items"],

@@ -140,20 +140,25 @@ class Retriever:
         self.store.refresh()
         self._count = len(self.store)
 
+    def quick(self, k: int, candidates: int | None = None, radius: int | None = None) -> bool:
+        """Whether a search of this pool may run on the event loop (``now=True``): the default pool
+        size at most (:data:`QUICK_SEARCH_POOL`, no ``radius``), recent searches quick
+        (:data:`QUICK_SEARCH_SECONDS`) and no refresh due (it may load new segments). Whether the
+        store is free is only known when the search tries it."""
+        return (radius is None and max(k, candidates or 0) <= QUICK_SEARCH_POOL
+                and self._search_seconds <= QUICK_SEARCH_SECONDS
+                and (self.store.writable or time.monotonic() - self._last_refresh < self.refresh_seconds))
+
     def _enter(self, now: bool, k: int, candidates: int | None, radius: int | None) -> bool:
-        """Take the store lock for a search (waiting for it), or with ``now``: only when the store is
-        free this instant, no refresh is due and the search looks quick (:data:`QUICK_SEARCH_SECONDS`,
-        :data:`QUICK_SEARCH_POOL`); False without waiting otherwise."""
+        """Take the store lock for a search (waiting for it), or with ``now``: only when the search is
+        :meth:`quick` and the store free this instant; False without waiting otherwise."""
         if not now:
             self._store_lock.acquire()
             return True
-        if (radius is not None or max(k, candidates or 0) > QUICK_SEARCH_POOL
-                or self._search_seconds > QUICK_SEARCH_SECONDS):
+        if not self.quick(k, candidates, radius) or not self._store_lock.acquire(blocking=False):
             return False
-        if not self._store_lock.acquire(blocking=False):
-            return False
-        if not self.store.writable and time.monotonic() - self._last_refresh >= self.refresh_seconds:
-            self._store_lock.release()  # a refresh may load new segments: on a worker thread
+        if not self.quick(k, candidates, radius):  # a refresh fell due meanwhile
+            self._store_lock.release()
             return False
         return True
 
