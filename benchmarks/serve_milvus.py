@@ -30,6 +30,10 @@ import numpy as np
 from _machine import cpu_name
 from load import RESULTS, build_load_index, free_port, load_test, make_requests, start_server
 
+# benchmarks/milvus.py would shadow the `milvus` server package: drop this folder from the path
+# once its modules above are imported
+sys.path[:] = [x for x in sys.path if Path(x or ".").resolve() != Path(__file__).resolve().parent]
+
 #: the service's options for every engine (the load benchmark's best single-process setting)
 OPTIONS = ["--runtime", "onnx"]
 COPY_BATCH = 5000
