@@ -231,11 +231,16 @@ def test_two_worker_processes_answer_on_one_port_and_stop_on_sigterm(digits_inde
                     break
             except OSError:
                 time.sleep(0.3)
-        for i in range(6):
+        for i in range(30):  # a new connection each: the kernel spreads them over the workers' sockets
             r = _post_image(port, png(digits_data.test.images[i]))
             assert r.status_code == 200 and len(r.json()["results"]) == 10
         assert _get(port, "/stats").json()["writable"] is False
         assert _get(port, "/health").json()["items"] == 1438
+        # each worker counts its own searches: both served some (one shared socket let one take nearly all)
+        seen = {sum(_get(port, "/stats").json()["searches"].values()) for _ in range(30)}
+        assert min(seen) > 0 and (sum(seen) == 30 or seen == {15}), seen
+        # a second server on the port is refused, not let into the workers' SO_REUSEPORT group
+        assert main(["serve", str(digits_index), "--workers", "2", "--read-only", "--port", str(port)]) == 2
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)

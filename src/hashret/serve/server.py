@@ -275,31 +275,59 @@ def _worker(where: dict[str, Any], choice: RuntimeChoice, opts: dict[str, Any], 
         store.close()
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """RuntimeError naming the fix when ``host:port`` is taken: checked with a plain bind, since
+    sockets with ``SO_REUSEPORT`` would join another server of this user on that port."""
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.bind((host, port))
+    except OSError as e:
+        raise RuntimeError(f"cannot listen on {host}:{port} ({e.strerror}): choose another --port, or stop "
+                           "the server using it") from None
+    finally:
+        probe.close()
+
+
+def _reuseport_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT`` (one per worker; only sockets of
+    this user can join the port), inheritable by a spawned worker.
+
+    Raises:
+        RuntimeError: the port is taken (names the fix).
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise RuntimeError(f"cannot listen on {host}:{port} ({e.strerror}): choose another --port, or stop "
+                           "the server using it") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def _serve_workers(where: dict[str, Any], choice: RuntimeChoice, opts: dict[str, Any], what: str,
                    workers: int, threads: int) -> None:
-    """``workers`` processes (spawned: no forked torch threads) accepting on one listening socket;
-    a worker that dies is started again; Ctrl-C or SIGTERM stops them all."""
+    """``workers`` processes (spawned: no forked torch threads), each accepting on its own listening
+    socket of one port (``SO_REUSEPORT``: the kernel spreads new connections over them; one shared
+    socket let one worker's event loop take nearly every connection of a burst); a worker that dies
+    is started again on its socket; Ctrl-C or SIGTERM stops them all."""
     import multiprocessing
     import signal
     import time
 
-    sock = socket.socket(socket.AF_INET6 if ":" in opts["host"] else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((opts["host"], opts["port"]))
-    except OSError as e:
-        sock.close()
-        raise RuntimeError(f"cannot listen on {opts['host']}:{opts['port']} ({e.strerror}): choose another "
-                           "--port, or stop the server using it") from None
-    sock.set_inheritable(True)
+    _check_port_free(opts["host"], opts["port"])  # a port shared by reuse would join another server
+    socks = [_reuseport_socket(opts["host"], opts["port"]) for _ in range(workers)]
     ctx = multiprocessing.get_context("spawn")
 
-    def start() -> Any:
-        p = ctx.Process(target=_worker, args=(where, choice, opts, sock, threads), daemon=False)
+    def start(i: int) -> Any:
+        p = ctx.Process(target=_worker, args=(where, choice, opts, socks[i], threads), daemon=False)
         p.start()
         return p
 
-    procs = [start() for _ in range(workers)]
+    procs = [start(i) for i in range(workers)]
     print(f"serving {what}; {workers} worker processes, {threads} thread(s) each, queries encoded by "
           f"{choice.note}) on http://{opts['host']}:{opts['port']}/ for hosts "
           f"{', '.join(opts['access'].allowed_hosts)}", flush=True)
@@ -316,7 +344,7 @@ def _serve_workers(where: dict[str, Any], choice: RuntimeChoice, opts: dict[str,
             for i, p in enumerate(procs):
                 if not p.is_alive() and not stopping:
                     print(f"worker {p.pid} exited with {p.exitcode}; starting another", flush=True)
-                    procs[i] = start()
+                    procs[i] = start(i)
     except KeyboardInterrupt:
         pass
     finally:
@@ -328,4 +356,5 @@ def _serve_workers(where: dict[str, Any], choice: RuntimeChoice, opts: dict[str,
             p.join(30)
             if p.is_alive():
                 p.kill()
-        sock.close()
+        for sock in socks:
+            sock.close()
