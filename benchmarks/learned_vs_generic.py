@@ -51,8 +51,12 @@ def hamming_rows(name: str, bits: int, qc: np.ndarray, dc: np.ndarray, q: np.nda
                  ql: np.ndarray, dl: np.ndarray, candidates: int) -> dict[str, Any]:
     """mAP@1000 and full mAP of one set of codes by Hamming distance, and mAP@1000 re-ranked.
 
-    ``qc``/``dc``: ``uint8[n, ceil(bits/8)]`` packed codes; ``q``/``db``: ``float32[n, d]``.
+    ``qc``/``dc``: ``uint8[n, ceil(bits/8)]`` packed codes; ``q``/``db``: ``float32[n, d]``;
+    ``candidates >= 1000`` (the re-ranked list is scored over its first 1000).
     """
+    if candidates < 1000 or len(db) < 1000:
+        raise ValueError(f"--candidates {candidates} and the database ({len(db)} items) must both be "
+                         "at least 1000: mAP@1000 scores the re-ranked top 1000")
     from hashret.eval import evaluate_codes, get_protocol
     from hashret.index import create_index
     from hashret.search import HierarchicalSearcher

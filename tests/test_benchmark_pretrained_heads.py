@@ -61,3 +61,22 @@ def test_pretrained_heads_refuses_a_data_initialised_backbone(tmp_path, benchmar
         bench.main(["--dataset", "digits", "--data-dir", "", "--backbone", "convnet-small", "--no-pretrained",
                     "--input-sizes", "16", "--bits", "8", "--out", str(tmp_path / "r"), "--cache", "",
                     "--results-dir", str(tmp_path)])
+
+
+def test_learned_vs_generic_rows_and_summary(benchmark_module):
+    import numpy as np
+
+    from hashret.codes import encode
+
+    lvg = benchmark_module("learned_vs_generic")
+    rng = np.random.default_rng(0)
+    dl, ql = np.repeat(np.arange(4), 300), np.repeat(np.arange(4), 20)
+    centres = rng.normal(size=(4, 16)) * 3
+    db, q = (centres[y] + rng.normal(size=(len(y), 16)) for y in (dl, ql))
+    dc, qc = (encode(x[:, :8], threshold=0.0) for x in (db, q))  # 8 bits: the first 8 dims' signs
+    row = lvg.hamming_rows("signs", 8, qc, dc, q.astype(np.float32), db.astype(np.float32), ql, dl, 1000)
+    assert set(row) >= {"map@1000", "map", "map@1000_rerank", "map@1000_rerank_ties"}
+    assert all(0.0 <= row[k] <= 1.0 for k in ("map@1000", "map", "map@1000_rerank", "map@1000_rerank_ties"))
+    table = lvg.summary([{"codes": "float", "bits": None, "map@1000": 0.5}, row])
+    assert f"| signs | {row['map@1000']:.3f} / {row['map@1000_rerank']:.3f} |" in table
+    assert "| float, 1280 floats | 0.500 |" in table
