@@ -38,8 +38,16 @@ def test_an_unknown_dataset_lists_the_registry(capsys):
     assert "invalid choice: 'imagenet'" in err and all(repr(d) in err for d in DATASETS)
 
 
+def test_an_unknown_backbone_lists_the_registry(capsys):
+    from hashret.models import list_backbones
+
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "mnist", "--data-dir", "nowhere", "--backbone", "resnet17", "--out", "r"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'resnet17'" in err and all(repr(b) in err for b in list_backbones())
+
+
 @pytest.mark.parametrize("options, message", [
-    (["--backbone", "resnet17"], "unknown --backbone 'resnet17': choose one of "),
     (["--pretrained", "no-such-weights.pth"], "--pretrained no-such-weights.pth does not exist"),
     pytest.param(["--device", "cuda"], "--device cuda: no CUDA GPU is visible",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
@@ -68,9 +76,9 @@ def test_features_pca_needs_pca_dim_before_the_run_loads(capsys):
      "warning: --collection was not used: Milvus options: they apply with --milvus, not --out"),
     (["encode", "no-such-run", "--merge-shards", "--shard", "0/2"],
      "warning: --shard was not used: --merge-shards joins the finished shards; it encodes nothing"),
-    (["train", "--dataset", "digits", "--data-dir", "somewhere", "--backbone", "nope", "--out", "x"],
+    (["train", "--dataset", "digits", "--data-dir", "somewhere", "--pretrained", "nope.pth", "--out", "x"],
      "warning: --data-dir was not used: the digits dataset is bundled with scikit-learn"),
-    (["train", "--dataset", "digits", "--margin", "4", "--mining", "semi-hard", "--backbone", "nope",
+    (["train", "--dataset", "digits", "--margin", "4", "--mining", "semi-hard", "--pretrained", "nope.pth",
       "--out", "x"],
      "warning: --margin, --mining were not used: they apply to --method triplet only (this run: "
      "--method dlbhc)"),

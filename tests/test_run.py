@@ -11,6 +11,7 @@ from hashret.data import load_dataset
 from hashret.eval import get_protocol
 from hashret.run import (
     encode_run,
+    encodings_state,
     evaluate_run,
     load_run_encodings,
     open_run,
@@ -91,3 +92,9 @@ def test_stale_encodings_are_detected(digits_run, tmp_path):
           progress=False)
     with pytest.raises(ValueError, match="another model"):
         load_run_encodings(open_run(copy))
+    assert encodings_state(open_run(copy)) == "stale"
+    # `hashret evaluate` after training again encodes again (it used to stop at the stale encodings)
+    from hashret.cli import main
+
+    assert main(["evaluate", str(copy), "--quiet"]) == 0
+    assert encodings_state(open_run(copy)) == "current"

@@ -134,11 +134,14 @@ def _encode(a: argparse.Namespace) -> int:
 
 def _evaluate(a: argparse.Namespace) -> int:
     from hashret.eval import format_table
-    from hashret.run import PLOT_FILE, REPORT_FILE, encode_run, evaluate_run, open_run
+    from hashret.run import PLOT_FILE, REPORT_FILE, encode_run, encodings_state, evaluate_run, open_run
 
     run = open_run(a.run_dir)
-    if not run.encodings_dir("queries").joinpath("meta.json").exists():
-        print("no encodings yet: encoding the database and queries first", file=sys.stderr)
+    state = encodings_state(run)
+    if state != "current":
+        why = ("no encodings yet" if state == "missing" else
+               "the encodings are of an earlier model (the run was trained again)")
+        print(f"{why}: encoding the database and queries first", file=sys.stderr)
         encode_run(run, data_dir=a.data_dir, cache_dir=a.cache_dir, progress=not a.quiet)
     elif a.data_dir is not None:
         _unused("--data-dir", f"{a.run_dir} already has encodings, evaluated as they are; to encode that "
@@ -542,7 +545,8 @@ class _Names:
     def _names(self) -> list[str]:
         import importlib
 
-        return list(getattr(importlib.import_module(self.module), self.attr))
+        names = getattr(importlib.import_module(self.module), self.attr)
+        return list(names() if callable(names) else names)
 
     def __contains__(self, name: object) -> bool:
         return name in self._names()
@@ -577,8 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "triplet ranking loss (DNNH) on class-balanced batches")
     p.add_argument("--bits", type=int, default=48, help="code length, 8..256 (default 48)")
     p.add_argument("--out", required=True, help="run directory to write")
-    p.add_argument("--backbone", help="convnet, convnet-small, lenet, alexnet, resnet18, resnet50, "
-                                      "resnet18-cifar or resnet50-cifar (default: per dataset)")
+    p.add_argument("--backbone", choices=_Names("hashret.models.backbones", "list_backbones"),
+                   metavar="NAME", help="the backbone (hashret.models.list_backbones(): %(choices)s; "
+                                        "default: per dataset)")
     p.add_argument("--pretrained", nargs="?", const="torchvision", metavar="PATH",
                    help="start the backbone from ImageNet weights: a torchvision weight file, or "
                         "no value to download torchvision's through torch.hub")

@@ -126,6 +126,17 @@ def encode_run(run: Run, *, data: DatasetSplits | None = None, data_dir: str | N
     return out
 
 
+def encodings_state(run: Run) -> str:
+    """``"current"`` when ``RUN/encodings`` holds both splits encoded by the run's model as it is
+    now, ``"stale"`` when they were encoded by an earlier model (the run was trained again),
+    ``"missing"`` otherwise."""
+    metas = [run.encodings_dir(name) / "meta.json" for name in SPLITS]
+    if not all(m.exists() for m in metas):
+        return "missing"
+    sha = run.model_sha256
+    return "current" if all(read_json(m).get("model_sha256") == sha for m in metas) else "stale"
+
+
 def load_run_encodings(run: Run) -> dict[str, EncodedSet]:
     """The run's saved encodings, checked against its current model."""
     sha = run.model_sha256
