@@ -30,10 +30,6 @@ import numpy as np
 from _machine import cpu_name
 from load import RESULTS, build_load_index, free_port, load_test, make_requests, start_server
 
-# benchmarks/milvus.py would shadow the `milvus` server package: drop this folder from the path
-# once its modules above are imported
-sys.path[:] = [x for x in sys.path if Path(x or ".").resolve() != Path(__file__).resolve().parent]
-
 #: the service's options for every engine (the load benchmark's best single-process setting)
 OPTIONS = ["--runtime", "onnx"]
 COPY_BATCH = 5000
@@ -82,6 +78,9 @@ def main() -> int:
         print(json.dumps(copy_into(index, a.copy_into)))
         return 0
 
+    # benchmarks/milvus.py would shadow the `milvus` server package: drop this folder from the path
+    # (its modules used here are imported already)
+    sys.path[:] = [x for x in sys.path if Path(x or ".").resolve() != Path(__file__).resolve().parent]
     import milvus
     import pymilvus
 
