@@ -150,12 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "dlbhc_runs": str(a.runs), "rows": rows, "notes": a.note,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    from hashret.io import write_json
-
-    stem = Path(a.results_dir) / a.results
-    write_json(stem.with_suffix(".json"), res)
-    stem.with_suffix(".md").write_text(markdown(res))
-    print(markdown(res))
+    pretrained_heads.write_results(Path(a.results_dir) / a.results, res, markdown)
     return 0
 
 

@@ -341,14 +341,19 @@ def main(argv: list[str] | None = None) -> int:
         "notes": a.note,
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    write_results(Path(a.results_dir) / a.results, res, markdown)
+    return 0
+
+
+def write_results(stem: Path, res: dict[str, Any], render: Any) -> None:
+    """``STEM.json`` (``res``) and ``STEM.md`` (``render(res)``, also printed)."""
     from hashret.io import write_json
 
-    stem = Path(a.results_dir) / a.results
     stem.parent.mkdir(parents=True, exist_ok=True)
     write_json(stem.with_suffix(".json"), res)
-    stem.with_suffix(".md").write_text(markdown(res))
-    print(markdown(res))
-    return 0
+    text = render(res)
+    stem.with_suffix(".md").write_text(text)
+    print(text)
 
 
 def markdown(res: dict[str, Any]) -> str:

@@ -47,6 +47,17 @@ def milvus_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="module", params=["lite", pytest.param("server", marks=pytest.mark.slow)])
+def milvus_uri(request, tmp_path_factory) -> str:
+    """Each Milvus engine in turn: one embedded Milvus Lite database file for the module (each new
+    file starts a Milvus Lite server), then the session's Milvus 2.3.5 server (slow)."""
+    if request.param == "server":
+        return request.getfixturevalue("milvus_server").uri
+    pytest.importorskip("milvus_lite", reason="milvus-lite 2.5 (the embedded engine) is not installed: "
+                                              "pip install 'hashret[milvus]'")
+    return str(tmp_path_factory.mktemp("milvus") / "test.db")
+
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

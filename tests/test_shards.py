@@ -145,16 +145,6 @@ def test_store_load_resumes_and_appears_only_when_complete(sharded, tmp_path):
         load_shards_store(shards, out)
 
 
-@pytest.fixture(params=["lite", pytest.param("server", marks=pytest.mark.slow)])
-def milvus_uri(request, tmp_path) -> str:
-    """A Milvus Lite database file, or the session's Milvus 2.3.5 server."""
-    if request.param == "server":
-        return request.getfixturevalue("milvus_server").uri
-    pytest.importorskip("milvus_lite", reason="the milvus extra is not installed: "
-                                              "pip install 'hashret[milvus]'")
-    return str(tmp_path / "milvus.db")
-
-
 def test_milvus_load_resumes_and_is_not_searchable_half_done(sharded, milvus_uri):
     from hashret.store.milvus import MilvusCollection
 

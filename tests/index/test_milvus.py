@@ -25,13 +25,9 @@ from hashret.index import milvus as milvus_mod  # noqa: E402
 from hashret.index.milvus import MilvusIndex, MilvusUnavailableError  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=["lite", pytest.param("server", marks=pytest.mark.slow)])
-def uri(request, tmp_path_factory) -> str:
-    """One embedded database for the module (each new file starts a Milvus Lite server), or the
-    session's Milvus 2.3.5 server."""
-    if request.param == "server":
-        return request.getfixturevalue("milvus_server").uri
-    return str(tmp_path_factory.mktemp("milvus") / "test.db")
+@pytest.fixture(scope="module")
+def uri(milvus_uri) -> str:
+    return milvus_uri
 
 
 def _is_server(uri: str) -> bool:
